@@ -1,0 +1,298 @@
+"""Tests for qfcn.data: loader, errors, manifest, targets, crops."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+from skimage.color import hed2rgb, rgb2hed
+
+from qfcn import augment, data
+
+
+def write_bmp(path, arr):
+    Image.fromarray(arr).save(path, format="BMP")
+
+
+# --------------------------------------------------------------------------- loader
+def test_load_sorts_pairs_and_strips(glas_writer):
+    ds = data.load_glas(glas_writer())
+    assert [s.name for s in ds.train] == ["train_1", "train_2", "train_10"]
+    assert [s.name for s in ds.test_a] == ["testA_1"] and [s.name for s in ds.test_b] == ["testB_1"]
+    assert ds.splits["train"] is ds.train and set(ds.splits) == {"train", "test_a", "test_b"}
+    assert [s.grade for s in ds.train] == ["benign", "malignant", "benign"]
+    assert {s.split for s in ds.test_b} == {"test_b"}
+    s10 = ds.train[2]
+    assert s10.image.shape == (20, 18, 3) and s10.image.dtype == np.uint8
+    assert s10.instances.shape == (20, 18) and s10.instances.dtype == np.int32
+    assert ds.train[0].image.shape == (16, 24, 3)
+    # pixels are the ones written
+    raw = np.asarray(Image.open(ds.root / "train_10.bmp"))
+    np.testing.assert_array_equal(s10.image, raw)
+
+
+def test_labels_relabelled_not_connected_components(glas_writer):
+    ds = data.load_glas(glas_writer())
+    inst = ds.train[0].instances  # glands 3 and 200, touching side by side
+    assert sorted(np.unique(inst).tolist()) == [0, 1, 2]
+    assert (inst == 1).sum() == 16 and (inst == 2).sum() == 16
+    assert inst[3, 5] == 1 and inst[3, 6] == 2  # shared border kept
+    assert ndimage.label(inst > 0)[1] == 1  # one blob, yet two glands
+    assert ds.train[0].n_glands == 2
+
+
+def test_three_equal_channel_annotation(glas_writer):
+    root = glas_writer()
+    grey = np.asarray(Image.open(root / "train_2_anno.bmp"))
+    write_bmp(root / "train_2_anno.bmp", np.repeat(grey[..., None], 3, axis=2))
+    assert Image.open(root / "train_2_anno.bmp").mode == "RGB"
+    inst = data.load_glas(root).train[1].instances
+    np.testing.assert_array_equal(inst, grey.astype(np.int32))
+
+
+def test_grades_optional_when_asked(glas_writer):
+    root = glas_writer(grades=False)
+    with pytest.raises(FileNotFoundError, match="Grade.csv not found"):
+        data.load_glas(root)
+    ds = data.load_glas(root, require_grades=False)
+    assert {s.grade for s in ds.train} == {"unknown"}
+
+
+def test_read_grades_strips_headers_and_values(tmp_path):
+    (tmp_path / "Grade.csv").write_text("name , patient ID, grade (GlaS)\n train_1 ,1, malignant \n\n")
+    assert data.read_grades(tmp_path) == {"train_1": "malignant"}
+    (tmp_path / "Grade.csv").write_text("name,patient ID,grade\ntrain_1,1,benign\n")
+    with pytest.raises(data.GlasFormatError, match=r"grade \(GlaS\)"):
+        data.read_grades(tmp_path)
+
+
+@pytest.mark.parametrize("breakage, match", [
+    ("missing_anno", r"train_2\.bmp has no annotation train_2_anno\.bmp"),
+    ("orphan_anno", r"testA_7_anno\.bmp has no image testA_7\.bmp"),
+    ("size", r"train_2_anno\.bmp: annotation size 10x24 differs from its image 16x24"),
+    ("colour_anno", r"train_2_anno\.bmp: annotation has 3 channels that differ"),
+    ("corrupt", r"cannot read image file .*train_2\.bmp"),
+    ("grey_image", r"train_2\.bmp: expected an RGB image, got PIL mode 'L'"),
+    ("no_split", r"split 'test_b' has no images"),
+    ("missing_row", r"Grade\.csv has no row for train_10"),
+])
+def test_bad_inputs_raise_clear_errors(glas_writer, breakage, match):
+    root = glas_writer()
+    if breakage == "missing_anno":
+        (root / "train_2_anno.bmp").unlink()
+    elif breakage == "orphan_anno":
+        write_bmp(root / "testA_7_anno.bmp", np.zeros((4, 4), np.uint8))
+    elif breakage == "size":
+        write_bmp(root / "train_2_anno.bmp", np.zeros((10, 24), np.uint8))
+    elif breakage == "colour_anno":
+        a = np.zeros((16, 24, 3), np.uint8)
+        a[2, 2] = (1, 2, 1)
+        write_bmp(root / "train_2_anno.bmp", a)
+    elif breakage == "corrupt":
+        (root / "train_2.bmp").write_bytes(b"BM this is not a bitmap")
+    elif breakage == "grey_image":
+        write_bmp(root / "train_2.bmp", np.zeros((16, 24), np.uint8))
+    elif breakage == "no_split":
+        (root / "testB_1.bmp").unlink()
+        (root / "testB_1_anno.bmp").unlink()
+    elif breakage == "missing_row":
+        text = (root / "Grade.csv").read_text().splitlines()
+        (root / "Grade.csv").write_text("\n".join(r for r in text if not r.startswith("train_10")))
+    with pytest.raises(data.GlasFormatError, match=match):
+        data.load_glas(root)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load_glas(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.GlasFormatError, match="is empty"):
+        data.load_glas(tmp_path / "empty")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "image.png").write_bytes(b"x")
+    with pytest.raises(data.GlasFormatError, match="holds no GlaS files"):
+        data.load_glas(tmp_path / "other")
+    with pytest.raises(data.GlasFormatError, match="not a folder"):
+        data.load_glas(tmp_path / "other" / "image.png")
+
+
+def test_read_instances_keeps_value_order(tmp_path):
+    a = np.array([[0, 200, 200], [3, 3, 0]], np.uint8)
+    write_bmp(tmp_path / "a.bmp", a)
+    np.testing.assert_array_equal(data.read_instances(tmp_path / "a.bmp"), [[0, 2, 2], [1, 1, 0]])
+    write_bmp(tmp_path / "rgb.bmp", np.zeros((3, 3, 3), np.uint8))
+    assert data.read_image(tmp_path / "rgb.bmp").shape == (3, 3, 3)
+
+
+# --------------------------------------------------------------------------- manifest
+def test_manifest_counts_and_hash(glas_writer):
+    root = glas_writer()
+    man = data.glas_manifest(root)
+    names = [f["name"] for f in man["files"]]
+    assert names == sorted(names) and "Grade.csv" in names and "README.txt" not in names
+    assert len(names) == 11
+    assert man["counts"] == {"train": {"images": 3, "glands": 2 + 2 + 3},
+                             "test_a": {"images": 1, "glands": 1}, "test_b": {"images": 1, "glands": 2}}
+    entry = next(f for f in man["files"] if f["name"] == "testA_1.bmp")
+    blob = (root / "testA_1.bmp").read_bytes()
+    assert entry == {"name": "testA_1.bmp", "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+    canon = json.dumps(man["files"], sort_keys=True, separators=(",", ":")).encode()
+    assert man["hash"] == hashlib.sha256(canon).hexdigest()
+    # a copy elsewhere has the same hash; one changed byte changes it
+    copy = shutil.copytree(root, root.parent / "copy")
+    assert data.glas_manifest(copy)["hash"] == man["hash"]
+    (copy / "Grade.csv").write_text((copy / "Grade.csv").read_text().replace("adenomatous", "healthy", 1))
+    assert data.glas_manifest(copy)["hash"] != man["hash"]
+
+
+# --------------------------------------------------------------------------- targets
+def test_contour_width_band_hand_counted():
+    inst = np.zeros((30, 30), np.int32)
+    inst[5:25, 5:25] = 7
+    for w, expected in ((1, 400 - 18 * 18), (3, 400 - 14 * 14)):
+        obj, con = data.object_contour_targets(inst, contour_width=w)
+        assert obj.dtype == bool and con.dtype == bool
+        assert obj.sum() == 400 and con.sum() == expected
+        assert not (con & ~obj).any()
+
+
+def test_touching_glands_separate_after_contour_removal():
+    inst = np.zeros((12, 22), np.int32)
+    inst[1:11, 1:11] = 1
+    inst[1:11, 11:21] = 2
+    obj, con = data.object_contour_targets(inst, contour_width=2)
+    assert ndimage.label(obj)[1] == 1
+    assert con[5, 10] and con[5, 11] and con[5, 9] and con[5, 12] and not con[5, 8] and not con[5, 13]
+    lab, n = ndimage.label(obj & ~con)
+    assert n == 2 and (lab[5, 5] != lab[5, 15])
+
+
+def test_image_edge_is_not_a_contour():
+    inst = np.zeros((10, 10), np.int32)
+    inst[:, :5] = 1  # gland cut by the left, top and bottom edges
+    _obj, con = data.object_contour_targets(inst, contour_width=1)
+    assert con.sum() == 10 and con[:, 4].all()
+
+
+def test_targets_reject_bad_input():
+    with pytest.raises(ValueError, match="contour_width must be >= 1"):
+        data.object_contour_targets(np.zeros((4, 4), np.int32), 0)
+    with pytest.raises(ValueError, match="integer map"):
+        data.object_contour_targets(np.zeros((4, 4), np.float32))
+
+
+def test_to_tensor_image():
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[1, 2] = (255, 51, 0)
+    t = data.to_tensor_image(img)
+    assert t.shape == (3, 2, 3) and t.dtype == torch.float32
+    assert t[:, 1, 2].tolist() == pytest.approx([1.0, 0.2, 0.0])
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        data.to_tensor_image(img.astype(np.float32))
+
+
+# --------------------------------------------------------------------------- crops
+def _sample(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    inst = np.zeros((h, w), np.int32)
+    inst[h // 4: h // 2, w // 4: w // 2] = 1
+    inst[h // 4: h // 2, w // 2: 3 * w // 4] = 2
+    img = rng.integers(30, 220, (h, w, 3), dtype=np.uint8)
+    return data.Sample("train_1", "train", img, inst, "benign")
+
+
+def test_crops_deterministic_and_epoch_dependent():
+    s = _sample(80, 90)
+    ds = data.GlasCrops([s, s], crop_size=48, n_crops=4, seed=5)
+    a, b = ds[1], ds[1]
+    assert set(a) == {"image", "object", "contour", "valid"}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a["image"].shape == (3, 48, 48) and a["object"].shape == (48, 48)
+    assert all(v.dtype == torch.float32 for v in a.values())
+    assert 0.0 <= float(a["image"].min()) and float(a["image"].max()) <= 1.0
+    assert not torch.equal(ds[2]["image"], a["image"])
+    same = data.GlasCrops([s, s], crop_size=48, n_crops=4, seed=5)[1]
+    assert all(torch.equal(a[k], same[k]) for k in a)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1]["image"], a["image"])
+    ds.set_epoch(0)
+    assert torch.equal(ds[1]["image"], a["image"])
+    assert ((a["contour"] <= a["object"]) & (a["object"] <= a["valid"])).all()
+
+
+def test_crop_without_augmentation_matches_targets():
+    s = _sample(60, 70)
+    item = data.GlasCrops([s], crop_size=32, n_crops=3, seed=1, augment=False)[2]
+    assert float(item["valid"].min()) == 1.0
+    # find the crop offset by matching the image, then compare targets with the full map
+    img = (item["image"].numpy() * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    hits = [(y, x) for y in range(60 - 31) for x in range(70 - 31) if np.array_equal(s.image[y:y + 32, x:x + 32], img)]
+    assert len(hits) == 1
+    y, x = hits[0]
+    obj, con = data.object_contour_targets(s.instances, 3)
+    np.testing.assert_array_equal(item["object"].numpy(), obj[y:y + 32, x:x + 32])
+    np.testing.assert_array_equal(item["contour"].numpy(), con[y:y + 32, x:x + 32])
+
+
+def test_small_image_is_padded():
+    s = _sample(20, 30)
+    for aug in (False, True):
+        item = data.GlasCrops([s], crop_size=40, n_crops=1, augment=aug, elastic=False)[0]
+        v = item["valid"].numpy()
+        assert v.sum() == 20 * 30 and set(np.unique(v)) == {0.0, 1.0}
+        assert (item["image"].numpy()[:, v == 0] == 0).all()
+        assert (item["object"].numpy()[v == 0] == 0).all()
+        assert item["object"].sum() == (s.instances > 0).sum()
+    with_elastic = data.GlasCrops([s], crop_size=40, n_crops=1)[0]
+    assert 400 < with_elastic["valid"].sum() < 800
+
+
+def test_augmented_touching_glands_stay_separable():
+    s = _sample(64, 64)
+    ds = data.GlasCrops([s], crop_size=64, n_crops=6, seed=2, contour_width=1)
+    for i in range(len(ds)):
+        it = ds[i]
+        core = (it["object"] > 0) & (it["contour"] == 0)
+        assert ndimage.label(core.numpy())[1] == 2
+
+
+def test_stain_jitter_and_elastic_helpers():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.2, 1.0, (8, 8, 3))
+    np.testing.assert_allclose(augment.stain_jitter_hed(img, rng, 0.0), img, atol=1e-4)
+    he = hed2rgb(rng.uniform(0.0, 0.1, (8, 8, 3)))  # H&E-like colours: no negative stains
+    out = augment.stain_jitter_hed(he, np.random.default_rng(1), 0.2)
+    ref = np.random.default_rng(1)
+    a, b = ref.uniform(0.8, 1.2, 3), ref.uniform(-0.2, 0.2, 3) * 0.1
+    np.testing.assert_allclose(out, hed2rgb(rgb2hed(he) * a + b), atol=1e-4)
+    assert np.abs(out - he).max() > 0.01
+    f1 = augment.elastic_field(np.random.default_rng(3), 40, 16, (2.0, 2.0))
+    f2 = augment.elastic_field(np.random.default_rng(3), 40, 16, (2.0, 2.0))
+    assert f1.shape == (2, 40, 40) and np.array_equal(f1, f2) and 0.5 < np.abs(f1).max() < 12
+    arr = np.arange(100, dtype=np.float32).reshape(10, 10)
+    np.testing.assert_array_equal(augment.warp([arr], np.zeros((2, 6, 6), np.float32), 2, [1])[0], arr[2:8, 2:8])
+
+
+def test_crops_reject_bad_arguments():
+    s = _sample(20, 20)
+    with pytest.raises(ValueError, match="samples is empty"):
+        data.GlasCrops([])
+    with pytest.raises(ValueError, match="crop_size"):
+        data.GlasCrops([s], crop_size=4)
+    with pytest.raises(ValueError, match="n_crops"):
+        data.GlasCrops([s], n_crops=0)
+    with pytest.raises(IndexError):
+        data.GlasCrops([s], n_crops=2)[2]
+
+
+def test_crops_collate_in_a_dataloader(glas_writer):
+    ds = data.load_glas(glas_writer())
+    crops = data.GlasCrops(ds.train + ds.train, crop_size=16, n_crops=6, seed=0)
+    batch = next(iter(torch.utils.data.DataLoader(crops, batch_size=3)))
+    assert batch["image"].shape == (3, 3, 16, 16) and batch["valid"].shape == (3, 16, 16)
