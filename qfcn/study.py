@@ -1,0 +1,180 @@
+"""The notebook chain, run by papermill: the data step, batches of runs, the ablations.
+
+* :func:`run_data_step` executes ``01-data`` once per study folder.
+* :func:`run_point` executes ``02 -> 03 -> 04`` for one point of the batch in its own run
+  folder ``OUT/runs/<name>-s<seed>-<hash>/``; the hash covers every parameter the chain gets,
+  so a finished run (``done.json`` with the same hash) is skipped on rerun. A failed run keeps
+  its executed notebooks and a ``failed.json``; it does not stop the others.
+* :func:`run_sweep` runs all points on an executor: in this process (``workers=1``), a local
+  process pool (``workers>1``) or an existing Dask cluster (``scheduler=ADDRESS``; Dask's
+  ``Client.get_executor()`` has the interface of a process pool).
+* :func:`run_study` = data step + batch + ``05-ablations`` + :mod:`qfcn.report`.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from qfcn import params as P
+from qfcn import runs
+
+KERNEL = "python3"
+
+
+class StudyError(RuntimeError):
+    """A study or sweep could not start (bad params file, bad data folder)."""
+
+
+def _execute(notebook: str, out_nb: Path, parameters: dict[str, Any], *, progress: bool) -> None:
+    import papermill
+
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(P.NOTEBOOKS / notebook), str(out_nb), parameters=parameters, kernel_name=KERNEL,
+        cwd=str(out_nb.parent), progress_bar=False, log_output=False, report_mode=False)
+    if progress:
+        print(f"  done {out_nb}", flush=True)
+
+
+def run_data_step(params: dict[str, Any], out: Path, data: Path | None, *, progress: bool = True) -> dict[str, Any]:
+    """Execute ``01-data`` into ``out`` (skipped when its manifest exists with the same parameters)."""
+    nb_params = P.notebook_parameters(params, "data")
+    nb_params.update(study_dir=str(out), glas_dir=str(data) if data else "")
+    effective = {**P.notebook_defaults(P.SECTIONS["data"]), **nb_params}
+    effective.pop("study_dir")
+    h = runs.param_hash(effective)  # the notebook stamps its manifest with the same hash
+    try:
+        manifest = runs.read_manifest(out)
+        if manifest.get("params_hash") == h:
+            return manifest
+    except runs.ArtifactError:
+        pass
+    if data is not None and not Path(data).is_dir():
+        raise StudyError(f"--data {data}: not a folder (expected a folder in GlaS layout)")
+    _execute(P.SECTIONS["data"], out / P.SECTIONS["data"], nb_params, progress=progress)
+    return runs.read_manifest(out)
+
+
+def run_id(point: dict[str, Any], chain_params: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """(folder name, parameter hash) of a batch point."""
+    h = runs.param_hash(chain_params)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(point.get("name", "run")))
+    return f"{safe}-s{point.get('seed', 0)}-{h}", h
+
+
+def point_parameters(params: dict[str, Any], point: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-notebook parameters of one batch point (without the runner's folders)."""
+    return {sec: P.notebook_parameters(params, sec, point) for sec in P.CHAIN}
+
+
+def run_point(params: dict[str, Any], point: dict[str, Any], out: str, progress: bool = False) -> dict[str, Any]:
+    """Execute 02 -> 03 -> 04 for one point. Returns a status dict; never raises for a failed run."""
+    out = Path(out)
+    chain = point_parameters(params, point)
+    name, h = run_id(point, chain)
+    run_dir = out / "runs" / name
+    status = {"name": point.get("name"), "seed": point.get("seed"), "run_dir": str(run_dir), "params_hash": h}
+    if runs.run_done(run_dir, h):
+        return {**status, "status": "skipped (done)"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    t0 = time.time()
+    try:
+        for sec in P.CHAIN:
+            nb = P.SECTIONS[sec]
+            _execute(nb, run_dir / nb, {**chain[sec], "study_dir": str(out), "run_dir": str(run_dir)},
+                     progress=progress)
+    except Exception as exc:  # papermill raises PapermillExecutionError; keep going with other runs
+        runs.atomic_write_json(run_dir / "failed.json", {"error": str(exc)[-4000:], "traceback": traceback.format_exc()[-4000:], **status})
+        return {**status, "status": "failed", "error": str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)}
+    runs.atomic_write_json(run_dir / "done.json", {**status, "point": point, "seconds": time.time() - t0})
+    return {**status, "status": "done", "seconds": round(time.time() - t0, 1)}
+
+
+def _executor(workers: int, scheduler: str | None):
+    if scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:  # pragma: no cover - dask is a dependency
+            raise StudyError("--scheduler needs dask.distributed") from exc
+        client = Client(scheduler)
+        return client.get_executor(), client
+    if workers > 1:
+        return cf.ProcessPoolExecutor(max_workers=workers), None
+    return None, None
+
+
+def run_batch(params: dict[str, Any], out: Path, *, workers: int = 1, scheduler: str | None = None,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Run every batch point; returns one status dict per point (in point order)."""
+    from tqdm.auto import tqdm
+
+    points = P.batch_points(params)
+    results: list[dict[str, Any] | None] = [None] * len(points)
+    bar = tqdm(total=len(points), desc="runs", disable=not progress)
+    executor, client = _executor(workers, scheduler)
+    try:
+        if executor is None:
+            for i, point in enumerate(points):
+                bar.set_postfix_str(f"{point['name']} seed {point['seed']}")
+                results[i] = run_point(params, point, str(out))
+                bar.update()
+        else:
+            futures = {executor.submit(run_point, params, point, str(out)): i for i, point in enumerate(points)}
+            for fut in cf.as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update()
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True) if client is None else None
+        if client is not None:
+            client.close()
+    return [r for r in results if r is not None]
+
+
+def _load(params_path: Path) -> dict[str, Any]:
+    try:
+        return P.load(params_path)
+    except P.ParamsError as exc:
+        raise StudyError(str(exc)) from exc
+
+
+def _print_table(statuses: list[dict[str, Any]], out: Path) -> None:
+    from qfcn import report
+
+    table = report.summary_table(out)
+    failed = [s for s in statuses if s["status"] == "failed"]
+    print(table.to_string(index=False) if len(table) else "(no finished runs)")
+    for s in failed:
+        print(f"FAILED {s['run_dir']}: {s.get('error')} (see its executed notebooks)")
+
+
+def run_sweep(params_path: Path, out: Path, data: Path | None = None, workers: int = 1,
+              scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """The ``sweep`` command: data step (if needed), then every batch point; a summary table."""
+    params = _load(params_path)
+    out = Path(out).resolve()
+    run_data_step(params, out, data, progress=progress)
+    statuses = run_batch(params, out, workers=workers, scheduler=scheduler, progress=progress)
+    _print_table(statuses, out)
+    return statuses
+
+
+def run_study(params_path: Path, out: Path, data: Path | None = None, workers: int = 1,
+              scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """The ``study`` command: sweep + ``05-ablations`` + rendered report (index.html, summary.json)."""
+    from qfcn import report
+
+    params = _load(params_path)
+    out = Path(out).resolve()
+    run_data_step(params, out, data, progress=progress)
+    statuses = run_batch(params, out, workers=workers, scheduler=scheduler, progress=progress)
+    nb = P.SECTIONS["ablations"]
+    _execute(nb, out / nb, {**P.notebook_parameters(params, "ablations"), "study_dir": str(out)}, progress=progress)
+    report.write_report(out)
+    _print_table(statuses, out)
+    return statuses

@@ -1,0 +1,102 @@
+"""The whole notebook chain on the smoke profile, on a local Dask cluster on loopback, then
+resume, reporting and bad input. One chain execution is shared by the tests of this module."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qfcn import params as P
+from qfcn import report, runs, study
+
+SMOKE = P.ROOT / "params" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    from dask.distributed import LocalCluster
+
+    out = tmp_path_factory.mktemp("study")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        statuses = study.run_study(SMOKE, out, scheduler=cluster.scheduler_address, progress=False)
+    return out, statuses
+
+
+def test_study_runs_every_point_and_writes_the_report(smoke_study):
+    out, statuses = smoke_study
+    points = P.batch_points(P.load(SMOKE))
+    assert [s["status"] for s in statuses] == ["done"] * len(points), statuses
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["runs"]) == len(points)
+    for r in summary["runs"]:
+        for split in ("test_a", "test_b"):
+            assert set(r[split]) == {"f1", "object_dice", "object_hausdorff"}
+            assert 0.0 <= r[split]["f1"] <= 1.0
+    index = (out / "index.html").read_text()
+    for nb in ["01-data.html", "05-ablations.html"]:
+        assert nb in index and (out / nb).is_file()
+    assert (out / "ablations.json").is_file() and list((out / "figures").glob("*.png"))
+
+
+def test_every_run_records_provenance_and_artifacts(smoke_study):
+    out, statuses = smoke_study
+    manifest = runs.read_manifest(out)
+    for s in statuses:
+        run = Path(s["run_dir"])
+        rec = json.loads((run / "params.json").read_text())
+        assert rec["manifest_hash"] == manifest["hash"] and "code_version" in rec and "seed" in rec
+        assert set(rec["steps"]) == {"02-ensemble-quantization", "03-suggestion", "04-quantized-training"}
+        for nb in P.CHAIN:
+            assert (run / P.SECTIONS[nb]).with_suffix(".html").is_file()
+        metrics = json.loads((run / "final" / "metrics.json").read_text())
+        assert metrics["manifest_hash"] == manifest["hash"]
+        assert metrics["main"] in metrics["variants"]
+        sugg = json.loads((run / "suggestion.json").read_text())
+        assert len(sugg["annotated"]) == len(set(sugg["annotated"]))
+
+
+def test_quantized_run_has_packed_models_and_controls(smoke_study):
+    out, _ = smoke_study
+    df = report.tidy(out)
+    q = df[df.ntq_bits == 5]
+    assert {"ntq", "float_control", "uniform", "ptq", "ptq_bn", "single", "float"} <= set(q.variant)
+    ntq = q[q.variant == "ntq"].iloc[0]
+    assert ntq.weight_bytes * 6 <= q[q.variant == "float"].iloc[0].weight_bytes  # 5-bit codes, measured
+
+
+def test_rerun_skips_finished_runs(smoke_study):
+    out, _ = smoke_study
+    statuses = study.run_batch(P.load(SMOKE), out, progress=False)
+    assert all(s["status"] == "skipped (done)" for s in statuses)
+
+
+def test_cli_bad_params_is_a_clear_error_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"batch": {"grid": {"ntq_bitz": [5]}}}))
+    proc = subprocess.run([sys.executable, "-m", "qfcn", "sweep", "--params", str(bad), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=P.ROOT)
+    assert proc.returncode == 2
+    assert "unknown key 'ntq_bitz'" in proc.stderr and str(bad) in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_folder_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(study.StudyError, match="--data .*nope: not a folder"):
+        study.run_data_step({}, tmp_path / "o", tmp_path / "nope", progress=False)
+
+
+def test_failed_run_keeps_its_notebook_and_does_not_stop_the_batch(smoke_study, tmp_path):
+    out, _ = smoke_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out / "data", copy / "data")
+    params = P.load(SMOKE)
+    params["batch"] = {"seeds": [0], "runs": [{"name": "bad", "qsa_bits": 5, "qsa_scheme": "nosuch"}]}
+    statuses = study.run_batch(params, copy, progress=False)
+    assert statuses[0]["status"] == "failed" and "nosuch" in statuses[0]["error"]
+    run = Path(statuses[0]["run_dir"])
+    assert (run / "failed.json").is_file() and (run / "02-ensemble-quantization.ipynb").is_file()
+    assert not (run / "done.json").exists()
