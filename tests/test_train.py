@@ -1,0 +1,335 @@
+"""Tests of qfcn.train: config validation, determinism, resume, INQ phases, ensembles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from qfcn import data, quant, train
+
+TINY = {"width": 0.125, "n_stages": 3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run fastest on one thread (two threads on two busy cores thrash)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_samples(n: int = 3, h: int = 72, w: int = 80, seed: int = 0, split: str = "train") -> list:
+    """Pink discs (glands) on a pale background, with an instance map."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    out = []
+    for k in range(n):
+        inst = np.zeros((h, w), np.int32)
+        img = np.full((h, w, 3), 225, np.uint8)
+        for g in range(1, 4):
+            cy, cx, r = rng.integers(12, h - 12), rng.integers(12, w - 12), rng.integers(6, 11)
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+            inst[disc] = g
+            img[disc] = (160, 70, 150)
+        img = np.clip(img.astype(int) + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
+        out.append(data.Sample(name=f"{split}_{k + 1}", split=split, image=img, instances=inst, grade="benign"))
+    return out
+
+
+def tiny_cfg(**kw) -> train.TrainConfig:
+    base = {"model": TINY, "crop_size": 32, "batch_size": 2, "n_crops": 8, "float_steps": 4, "retrain_steps": 2,
+            "ckpt_every": 2, "device": "cpu", "lr": 3e-3, "retrain_lr": 1e-3, "augment": False}
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def samples() -> list:
+    return make_samples()
+
+
+@pytest.fixture(scope="module")
+def inq_run(samples, tmp_path_factory):
+    """One INQ 5-bit run, recording frozen weights during retraining."""
+    records: list[tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+
+    def spy(entry, model):
+        q = quant.attached_quantizer(model)
+        if q is None:
+            return
+        masks = {n: s["mask"].clone() for n, s in q.state_dict()["layers"].items()}
+        weights = {n: m.weight.detach().clone() for n, m in quant.quantized_layers(model)}
+        records.append((dict(entry), masks, weights))
+
+    cfg = tiny_cfg(scheme="inq", bits=5, val_every=3, retrain_steps=3)
+    out = tmp_path_factory.mktemp("inq")
+    res = train.train_model(samples, cfg, out_dir=out, val_samples=samples[:1], progress=False, callback=spy)
+    return res, records, cfg, out
+
+
+# ------------------------------------------------------------------ config
+def test_config_defaults_and_roundtrip():
+    cfg = train.TrainConfig()
+    again = train.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert isinstance(again.iterative_steps, tuple)
+    assert train.TrainConfig(scheme="inq", bits=32).scheme == "float"  # 32 bits means float
+
+
+@pytest.mark.parametrize("bad", [
+    {"lr": 0.0}, {"float_steps": -1}, {"batch_size": 0}, {"scheme": "ternary"}, {"scheme": "inq", "bits": 9},
+    {"optimizer": "rmsprop"}, {"schedule": "step"}, {"iterative_steps": [0.5, 0.4, 1.0]},
+    {"iterative_steps": [0.5, 0.75]}, {"scheme": "inq", "bits": 5, "control_steps": 3}, {"bf16": 1},
+    {"crop_size": 64.0}, {"model": "tiny"}, {"device": "tpu"},
+])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        train.TrainConfig(**bad)
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown keys.*learning_rate"):
+        train.TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_extra_steps_and_float_control():
+    inq = train.TrainConfig(scheme="inq", bits=5, retrain_steps=10)  # 4 partitions -> 3 retrainings
+    uni = train.TrainConfig(scheme="uniform", bits=5, retrain_steps=10)
+    assert train.extra_steps(inq) == train.extra_steps(uni) == 30
+    ctl = train.float_control_config(inq)
+    assert (ctl.scheme, ctl.bits, ctl.control_steps) == ("float", 32, 30)
+    assert train.extra_steps(ctl) == 0
+    assert [(p.name, p.steps) for p in train._plan(inq, False)] == [
+        ("float", 200), ("inq_1", 10), ("inq_2", 10), ("inq_3", 10), ("inq_4", 0)]
+    assert [(p.name, p.steps) for p in train._plan(uni, True)] == [("uniform_1", 30)]
+
+
+def test_lr_schedules():
+    assert train.lr_at("constant", 0.1, 7, 10) == 0.1
+    assert train.lr_at("cosine", 1.0, 0, 10) == 1.0
+    assert train.lr_at("cosine", 1.0, 5, 10) == pytest.approx(0.5)
+    assert train.lr_at("poly", 1.0, 5, 10) == pytest.approx(0.5 ** 0.9)
+    with pytest.raises(ValueError):
+        train.lr_at("linear", 1.0, 0, 1)
+
+
+def test_segmentation_loss_hand_values():
+    zeros = torch.zeros(1, 1, 2, 2)
+    t_obj = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    t_con = torch.zeros(1, 2, 2)
+    # logit 0 -> BCE ln 2 for either target; contour weight 2 -> 3 ln 2 per pixel
+    assert float(train.segmentation_loss(zeros, zeros, t_obj, t_con, None, 2.0)) == pytest.approx(3 * math.log(2))
+    # a hugely wrong pixel outside the valid mask does not count
+    obj = torch.tensor([[[[0.0, 50.0], [0.0, 0.0]]]])
+    valid = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
+    loss = train.segmentation_loss(obj, zeros, t_obj, t_con, valid, 1.0)
+    assert float(loss) == pytest.approx(2 * math.log(2))
+
+
+# ------------------------------------------------------------------ samples
+def test_split_validation(samples):
+    many = make_samples(10, h=32, w=32, seed=1)
+    tr, va = train.split_validation(many, 0.2, seed=3)
+    assert len(va) == 2 and len(tr) == 8
+    assert {s.name for s in tr} | {s.name for s in va} == {s.name for s in many}
+    assert not {s.name for s in tr} & {s.name for s in va}
+    assert [s.name for s in train.split_validation(many, 0.2, seed=3)[1]] == [s.name for s in va]
+    with pytest.raises(ValueError, match="test"):
+        train.split_validation(many + make_samples(1, 32, 32, split="testA"), 0.2, seed=0)
+    with pytest.raises(ValueError, match="fraction"):
+        train.split_validation(many, 1.5, seed=0)
+
+
+def test_bootstrap_resample_is_deterministic(samples):
+    many = make_samples(8, h=32, w=32)
+    a = [s.name for s in train.bootstrap_resample(many, 0, 1)]
+    assert a == [s.name for s in train.bootstrap_resample(many, 0, 1)]
+    assert len(a) == 8 and len(set(a)) < 8  # with replacement: 8 draws from 8 almost surely repeat
+    members = {tuple(s.name for s in train.bootstrap_resample(many, 0, m)) for m in range(4)}
+    assert len(members) == 4
+    assert len({train.member_seed(0, m) for m in range(5)}) == 5
+
+
+# ------------------------------------------------------------------ training runs
+def test_same_seed_same_weights_and_history(samples, tmp_path):
+    cfg = tiny_cfg()
+    a = train.train_model(samples, cfg, out_dir=tmp_path / "a", progress=False)
+    b = train.train_model(samples, cfg, out_dir=tmp_path / "b", progress=False)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.history == b.history
+    assert [h["phase"] for h in a.history if "loss" in h] == ["float"] * 4
+    c = train.train_model(samples, dataclasses.replace(cfg, seed=1), out_dir=tmp_path / "c", progress=False)
+    assert not torch.equal(c.model.state_dict()["stem.0.weight"], sa["stem.0.weight"])
+
+
+def test_resume_after_interrupt_gives_identical_weights(samples, inq_run, tmp_path):
+    ref, _, cfg, _ = inq_run
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(k):
+        def cb(entry, model):
+            if entry["step"] == k:
+                raise Stop
+        return cb
+
+    out = tmp_path / "resumed"
+    for k in (3, 7):  # resumes mid-float (step 2) and mid-INQ-retraining (step 6 of inq_1's 5..7)
+        with pytest.raises(Stop):
+            train.train_model(samples, cfg, out_dir=out, val_samples=samples[:1], progress=False, callback=stop_at(k))
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert ckpt["step"] == k - 1
+    res = train.train_model(samples, cfg, out_dir=out, val_samples=samples[:1], progress=False)
+    sa, sb = ref.model.state_dict(), res.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert res.history == ref.history
+
+
+def test_finished_run_returns_at_once_and_config_mismatch_errors(samples, inq_run):
+    ref, _, cfg, out = inq_run
+    calls = []
+    t0 = time.perf_counter()
+    again = train.train_model(samples, cfg, out_dir=out, val_samples=samples[:1], progress=False,
+                              callback=lambda e, m: calls.append(e))
+    assert not calls and time.perf_counter() - t0 < 5
+    assert again.history == ref.history
+    with pytest.raises(ValueError, match="another configuration"):
+        train.train_model(samples, dataclasses.replace(cfg, lr=1e-2), out_dir=out, val_samples=samples[:1],
+                          progress=False)
+
+
+def test_inq_phases_put_every_weight_on_grid_and_keep_frozen_weights(inq_run):
+    res, records, _, out = inq_run
+    phases = [h["phase"] for h in res.history if "loss" in h]
+    assert phases == ["float"] * 4 + ["inq_1"] * 3 + ["inq_2"] * 3 + ["inq_3"] * 3
+    assert any("val_loss" in h for h in res.history)
+    for name, m in quant.quantized_layers(res.model):
+        assert torch.equal(quant.inq_quantize(m.weight, 5), m.weight), name
+    # frozen weights never move during retraining; the free ones do
+    by_phase: dict[str, list] = {}
+    for entry, masks, weights in records:
+        by_phase.setdefault(entry["phase"], []).append((masks, weights))
+    fractions = {p: sum(int(m.sum()) for m in recs[0][0].values()) / sum(m.numel() for m in recs[0][0].values())
+                 for p, recs in by_phase.items()}
+    assert fractions == pytest.approx({"inq_1": 0.5, "inq_2": 0.75, "inq_3": 0.875}, abs=0.02)
+    moved = 0
+    for phase, recs in by_phase.items():
+        (m0, w0), (m1, w1) = recs[0], recs[-1]
+        for name in m0:
+            assert torch.equal(m0[name], m1[name])
+            assert torch.equal(w0[name][m0[name]], w1[name][m0[name]]), (phase, name)
+            moved += int((w0[name][~m0[name]] != w1[name][~m0[name]]).sum())
+    assert moved > 0
+    assert (out / "packed.qfcn").is_file() and res.packed_path == out / "packed.qfcn"
+    loaded = train.load_model(out / "final.pt")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in res.model.state_dict().items())
+    assert not loaded.training
+
+
+def test_uniform_and_control_from_the_same_float_model(samples, inq_run, tmp_path):
+    _, _, inq_cfg, out = inq_run
+    float_pt = out / "float.pt"
+    start = train.load_model(float_pt).state_dict()
+    uni = train.train_model(samples, dataclasses.replace(inq_cfg, scheme="uniform"), out_dir=tmp_path / "uni",
+                            init=float_pt, progress=False)
+    assert [h["phase"] for h in uni.history if "loss" in h] == ["uniform_1"] * 9  # same extra steps as INQ (3 x 3)
+    for name, m in quant.quantized_layers(uni.model):
+        quant.recover_uniform_scale(m.weight, 5, True, quant.layer_ch_axis(m))  # raises when off the grid
+    ctl = train.train_model(samples, train.float_control_config(inq_cfg), out_dir=tmp_path / "ctl", init=float_pt,
+                            progress=False)
+    assert [h["phase"] for h in ctl.history if "loss" in h] == ["control"] * 9
+    assert not torch.equal(ctl.model.state_dict()["stem.0.weight"], start["stem.0.weight"])
+    assert ctl.packed_path is None and ctl.float_path is None
+    with pytest.raises(ValueError, match="model config"):
+        train.train_model(samples, dataclasses.replace(inq_cfg, model={"width": 0.25, "n_stages": 3}),
+                          out_dir=tmp_path / "bad", init=float_pt, progress=False)
+
+
+def test_loss_decreases_when_overfitting_one_image(tmp_path):
+    one = make_samples(1, seed=5)
+    cfg = tiny_cfg(float_steps=30, lr=1e-2, schedule="constant", n_crops=4, crop_size=48, ckpt_every=100)
+    res = train.train_model(one, cfg, out_dir=tmp_path, progress=False)
+    losses = [h["loss"] for h in res.history if "loss" in h]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_train_ensemble_trains_distinct_members(samples, tmp_path):
+    cfg = tiny_cfg(float_steps=2)
+    res = train.train_ensemble(samples, cfg, k=2, out_dir=tmp_path, progress=False)
+    assert len(res) == 2 and all((tmp_path / f"member_{m}" / "done.json").is_file() for m in range(2))
+    w0, w1 = (r.model.state_dict()["stem.0.weight"] for r in res)
+    assert not torch.equal(w0, w1)
+    assert res[1].config.seed == train.member_seed(cfg.seed, 1)
+    # warm start from the previous stage: one checkpoint per member
+    res2 = train.train_ensemble(samples, cfg, k=2, out_dir=tmp_path / "stage2", init=[r.final_path for r in res],
+                                progress=False)
+    assert [h["phase"] for h in res2[0].history if "loss" in h] == ["float"] * 2
+    with pytest.raises(ValueError, match="one per member"):
+        train.train_ensemble(samples, cfg, k=3, out_dir=tmp_path / "x", init=[r.final_path for r in res])
+
+
+def test_bad_inputs(samples, tmp_path):
+    with pytest.raises(ValueError, match="val_samples"):
+        train.train_model(samples, tiny_cfg(select_best=True), out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="test samples"):
+        train.train_model(make_samples(1, split="testA"), tiny_cfg(), out_dir=tmp_path, progress=False)
+    with pytest.raises(FileNotFoundError):
+        train.train_model(samples, tiny_cfg(), out_dir=tmp_path, init=tmp_path / "nope.pt", progress=False)
+    with pytest.raises(FileNotFoundError):
+        train.load_model(tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match="TrainConfig"):
+        train.train_model(samples, {"lr": 1.0}, out_dir=tmp_path, progress=False)
+
+
+def test_select_best_restores_best_float_weights(samples, tmp_path):
+    cfg = tiny_cfg(float_steps=4, val_every=1, select_best=True)
+    res = train.train_model(samples, cfg, out_dir=tmp_path, val_samples=samples[:1], progress=False)
+    vals = [h for h in res.history if "val_loss" in h and h["phase"] == "float"]
+    sel = next(h for h in res.history if "selected_step" in h)
+    best = min(vals, key=lambda h: h["val_loss"])
+    assert sel["selected_step"] == best["step"]
+    again = train.evaluate(res.model, samples[:1], device="cpu")
+    assert again["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_recalibrate_bn_and_post_training_quantize(samples):
+    torch.manual_seed(0)
+    from qfcn.models import SAFCN
+
+    net = SAFCN(**TINY).eval()
+    ptq = train.post_training_quantize(net, "inq", 5)
+    for (name, m), (_, m0) in zip(quant.quantized_layers(ptq), quant.quantized_layers(net)):
+        assert torch.equal(quant.inq_quantize(m.weight, 5), m.weight)
+        assert not torch.equal(m.weight, m0.weight)  # the input model is untouched
+    before = {k: v.clone() for k, v in ptq.state_dict().items()}
+    cfg = tiny_cfg()
+    train.recalibrate_bn(ptq, samples, cfg, n_batches=2)
+    after = ptq.state_dict()
+    assert not torch.equal(before["stem.1.running_mean"], after["stem.1.running_mean"])
+    assert torch.equal(before["stem.0.weight"], after["stem.0.weight"])
+    assert int(after["stem.1.num_batches_tracked"]) == 2
+    again = train.recalibrate_bn(train.post_training_quantize(net, "inq", 5), samples, cfg, n_batches=2)
+    assert torch.equal(again.state_dict()["stem.1.running_var"], after["stem.1.running_var"])
+    assert isinstance(ptq, nn.Module) and not ptq.training
+
+
+def test_workers_bf16_and_channels_last(samples, tmp_path):
+    cfg = tiny_cfg(float_steps=3, ckpt_every=10)
+    ref = train.train_model(samples, cfg, out_dir=tmp_path / "ref", progress=False)
+    par = train.train_model(samples, dataclasses.replace(cfg, num_workers=1), out_dir=tmp_path / "w", progress=False)
+    assert par.history == ref.history  # the worker process draws the same crops
+    fast = train.train_model(samples, dataclasses.replace(cfg, bf16=True, channels_last=True, scheme="inq", bits=5,
+                                                          retrain_steps=1), out_dir=tmp_path / "bf16", progress=False)
+    losses = [h["loss"] for h in fast.history if "loss" in h]
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    assert fast.model.stem[0].weight.is_contiguous()
