@@ -14,13 +14,7 @@ from qfcn.models import SAFCN
 TINY = {"width": 0.125, "n_stages": 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run fastest on one thread (two threads on two busy cores thrash)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(seed: int) -> SAFCN:

@@ -1,7 +1,6 @@
 """Static checks of the pipeline notebooks and of every params file against them."""
 import ast
 import json
-from pathlib import Path
 
 import pytest
 import yaml

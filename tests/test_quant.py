@@ -7,6 +7,7 @@ import io
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from qfcn import quant
 from qfcn.models import SAFCN
@@ -342,7 +343,7 @@ def test_uniform_controller_lifecycle() -> None:
     view = {n: m.weight.detach().clone() for n, m in q.layers}
     q.detach()
     for name, m in q.layers:
-        assert not quant.parametrize.is_parametrized(m) and torch.equal(m.weight, view[name])
+        assert not parametrize.is_parametrized(m) and torch.equal(m.weight, view[name])
     assert attached_quantizer(net) is None
     attach_quantizer(net, "uniform", 4)  # re-attach after detach is allowed
 
