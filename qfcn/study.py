@@ -19,8 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from qfcn import checks, runs
 from qfcn import params as P
-from qfcn import runs
 
 KERNEL = "python3"
 
@@ -102,6 +102,21 @@ def run_point(params: dict[str, Any], point: dict[str, Any], out: str, progress:
     return {**status, "status": "done", "seconds": round(time.time() - t0, 1)}
 
 
+def check_points(params: dict[str, Any], points: list[dict[str, Any]], n_pool: int) -> None:
+    """Check every point's chain parameters (with the notebooks' defaults) before any run starts."""
+    defaults = {sec: P.notebook_defaults(P.SECTIONS[sec]) for sec in P.CHAIN}
+    for point in points:
+        nb = {sec: {**defaults[sec], **v} for sec, v in point_parameters(params, point).items()}
+        ens = nb["ensemble"]
+        try:
+            checks.check_ensemble(**ens)
+            checks.check_suggestion(n_pool, **{**nb["suggestion"], "initial_fraction": ens["initial_fraction"],
+                                               "k_members": ens["k_members"]})
+            checks.check_training(**nb["training"])
+        except ValueError as exc:
+            raise StudyError(f"run {point.get('name')!r} (seed {point.get('seed')}): {exc}") from exc
+
+
 def _executor(workers: int, scheduler: str | None):
     if scheduler:
         try:
@@ -128,6 +143,7 @@ def run_batch(params: dict[str, Any], out: Path, *, workers: int = 1, scheduler:
         raise StudyError(f"--workers {workers!r}: expected a positive integer")
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 and not scheduler else None
     points = P.batch_points(params)
+    check_points(params, points, runs.read_manifest(out)["counts"]["train"]["images"])
     results: list[dict[str, Any] | None] = [None] * len(points)
     bar = tqdm(total=len(points), desc="runs", disable=not progress)
     executor, client = _executor(workers, scheduler)

@@ -94,9 +94,28 @@ def test_failed_run_keeps_its_notebook_and_does_not_stop_the_batch(smoke_study, 
     copy = tmp_path / "copy"
     shutil.copytree(out / "data", copy / "data")
     params = P.load(SMOKE)
-    params["batch"] = {"seeds": [0], "runs": [{"name": "bad", "qsa_bits": 5, "qsa_scheme": "nosuch"}]}
+    # passes the up-front checks, fails in notebook 04 (a size-table bit-width INQ does not support)
+    params["batch"] = {"seeds": [0], "runs": [{"name": "bad", "selection": "random", "size_bits": [9]},
+                                              {"name": "good", "selection": "full", "ntq_bits": 32}]}
+    params["training"].update(variants=[])
     statuses = study.run_batch(params, copy, progress=False)
-    assert statuses[0]["status"] == "failed" and "nosuch" in statuses[0]["error"]
+    assert [s["status"] for s in statuses] == ["failed", "done"]
+    assert "9" in statuses[0]["error"]
     run = Path(statuses[0]["run_dir"])
-    assert (run / "failed.json").is_file() and (run / "02-ensemble-quantization.ipynb").is_file()
+    assert (run / "failed.json").is_file() and (run / "04-quantized-training.ipynb").is_file()
     assert not (run / "done.json").exists()
+
+
+@pytest.mark.parametrize("point, match", [
+    ({"k_members": 1}, r"k_members=1: expected an integer >= 2"),
+    ({"budget": 1.5}, r"budget: expected a fraction of the pool in \(0, 1\]"),
+    ({"k_pick": 9, "k_candidates": 4}, r"k_c: expected k <= k_c"),
+    ({"qsa_bits": 9}, r"inq"),
+    ({"ntq_scheme": "uniform", "ntq_bits": 1}, r"uniform"),
+    ({"variants": ["ptq", "nope"]}, r"variants: unknown \['nope'\]"),
+])
+def test_bad_chain_parameters_fail_before_any_run(point, match):
+    params = P.load(SMOKE)
+    with pytest.raises(study.StudyError, match=match) as info:
+        study.check_points(params, [{"name": "x", "seed": 0, **point}], n_pool=20)
+    assert "run 'x'" in str(info.value)
