@@ -227,12 +227,19 @@ def _nearest_by_hausdorff(
 
 
 # --------------------------------------------------------------------------- one image
-def _image_sums(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Additive per-image sums from which both per-image and pooled figures follow."""
+def _matching(gt: np.ndarray, pred: np.ndarray):
+    """Objects of both maps, the largest-overlap match of each (index 0 = background) and the
+    overlap counts of all object pairs: ``(g, s, g_match, g_overlap, s_match, s_overlap, cnt)``."""
     g, s = _Objects(gt), _Objects(pred)
     gi, si, cnt = _overlaps(g, s)
     g_match, g_ov = _best_match(gi, si, cnt, g.n)
     s_match, s_ov = _best_match(si, gi, cnt, s.n)
+    return g, s, g_match, g_ov, s_match, s_ov, cnt
+
+
+def _image_sums(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Additive per-image sums from which both per-image and pooled figures follow."""
+    g, s, g_match, g_ov, s_match, s_ov, cnt = _matching(gt, pred)
     g_area = np.concatenate([[0], g.areas])
     s_area = np.concatenate([[0], s.areas])
 
@@ -423,10 +430,7 @@ def match_objects(gt: Any, pred: Any) -> dict[str, np.ndarray]:
     ``pred_overlap`` likewise. Ties go to the smallest label; background is never a match.
     """
     g_map, p_map = _check_pair(gt, pred, "the image")
-    g, s = _Objects(g_map), _Objects(p_map)
-    gi, si, cnt = _overlaps(g, s)
-    g_match, g_ov = _best_match(gi, si, cnt, g.n)
-    s_match, s_ov = _best_match(si, gi, cnt, s.n)
+    g, s, g_match, g_ov, s_match, s_ov, _ = _matching(g_map, p_map)
     g_lab = np.concatenate([[0], g.labels])
     s_lab = np.concatenate([[0], s.labels])
     return {

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qfcn import quant
+from qfcn import quant, runs
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "pack_bits", "unpack_bits", "save_packed", "load_packed", "packed_size_report"]
 
@@ -156,21 +156,6 @@ def _tensor_bytes(t: torch.Tensor) -> tuple[bytes, str]:
     return t.numpy().astype(_DTYPES[name][1], copy=False).tobytes(), name
 
 
-def _atomic_write(path: Path, chunks: list[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _float32_checkpoint_bytes(state: dict[str, torch.Tensor], folder: Path) -> int:
     fd, tmp = tempfile.mkstemp(suffix=".pt", dir=folder)
     os.close(fd)
@@ -264,7 +249,7 @@ def save_packed(model: nn.Module, path: str | os.PathLike, scheme: str | None = 
     hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(hbytes))
     digest = hashlib.sha256(prefix + hbytes + payload).digest()
-    _atomic_write(path, [prefix, hbytes, payload, digest])
+    runs.atomic_write_bytes(path, b"".join([prefix, hbytes, payload, digest]))
 
     file_bytes = os.path.getsize(path)
     ckpt_bytes = _float32_checkpoint_bytes(ckpt_state, path.parent)

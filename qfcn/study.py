@@ -185,13 +185,18 @@ def _print_table(statuses: list[dict[str, Any]], out: Path) -> None:
         print(f"FAILED {s['run_dir']}: {s.get('error')} (see its executed notebooks)")
 
 
-def run_sweep(params_path: Path, out: Path, data: Path | None = None, workers: int = 1,
-              scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """The ``sweep`` command: data step (if needed), then every batch point; a summary table."""
+def _data_and_batch(params_path: Path, out: Path, data: Path | None, workers: int, scheduler: str | None,
+                    progress: bool) -> tuple[dict[str, Any], Path, list[dict[str, Any]]]:
     params = _load(params_path)
     out = Path(out).resolve()
     run_data_step(params, out, data, progress=progress)
-    statuses = run_batch(params, out, workers=workers, scheduler=scheduler, progress=progress)
+    return params, out, run_batch(params, out, workers=workers, scheduler=scheduler, progress=progress)
+
+
+def run_sweep(params_path: Path, out: Path, data: Path | None = None, workers: int = 1,
+              scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """The ``sweep`` command: data step (if needed), then every batch point; a summary table."""
+    _, out, statuses = _data_and_batch(params_path, out, data, workers, scheduler, progress)
     _print_table(statuses, out)
     return statuses
 
@@ -201,10 +206,7 @@ def run_study(params_path: Path, out: Path, data: Path | None = None, workers: i
     """The ``study`` command: sweep + ``05-ablations`` + rendered report (index.html, summary.json)."""
     from qfcn import report
 
-    params = _load(params_path)
-    out = Path(out).resolve()
-    run_data_step(params, out, data, progress=progress)
-    statuses = run_batch(params, out, workers=workers, scheduler=scheduler, progress=progress)
+    params, out, statuses = _data_and_batch(params_path, out, data, workers, scheduler, progress)
     nb = P.SECTIONS["ablations"]
     _execute(nb, out / nb, {**P.notebook_parameters(params, "ablations"), "study_dir": str(out)}, progress=progress)
     report.write_report(out)

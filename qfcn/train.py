@@ -55,12 +55,10 @@ import copy
 import dataclasses
 import hashlib
 import io
-import itertools
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +68,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qfcn import infer, runs
+from qfcn.splits import _is_test, bootstrap_resample, member_seed, split_validation  # noqa: F401 (re-export)
+from qfcn.trainconfig import TrainConfig, extra_steps, float_control_config, lr_at  # noqa: F401 (re-export)
 
 __all__ = [
     "TrainConfig",
@@ -90,175 +90,6 @@ __all__ = [
 ]
 
 FORMAT = "qfcn.train/1"
-_OPTIMIZERS = ("adam", "sgd")
-_SCHEDULES = ("cosine", "poly", "constant")
-_STRATEGIES = ("pruning", "random")
-_SELECT = ("val_loss", "val_dice")
-#: fields that change how a run executes but not what it computes (not hashed).
-_RUNTIME_FIELDS = ("device", "num_workers", "ckpt_every")
-
-
-def _default_model() -> dict[str, Any]:
-    return {"width": 0.25, "n_stages": 4}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training parameter, as literals (defaults: a small CPU run).
-
-    Steps are optimizer steps of ``batch_size`` crops of ``crop_size`` pixels; an epoch is
-    one pass over ``GlasCrops(samples, n_crops=n_crops)`` (``n_crops`` None: one crop per
-    sample, rounded up to whole batches) in an order drawn from ``(seed, epoch)``;
-    incomplete last batches are dropped.
-    """
-
-    model: dict[str, Any] = field(default_factory=_default_model)  # SAFCN keyword arguments
-    crop_size: int = 128
-    batch_size: int = 4
-    n_crops: int | None = None
-    optimizer: str = "adam"  # 'adam' | 'sgd'
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # 'cosine' | 'poly' | 'constant', within each phase
-    float_steps: int = 200
-    retrain_steps: int = 50  # per quantization step (see extra_steps)
-    retrain_lr: float = 1e-4
-    control_steps: int = 0  # scheme 'float' only: extra float steps at retrain_lr
-    contour_weight: float = 1.0
-    scheme: str = "float"  # 'float' | 'inq' | 'uniform'
-    bits: int = 32
-    iterative_steps: tuple[float, ...] = (0.5, 0.75, 0.875, 1.0)
-    per_channel: bool = True
-    strategy: str = "pruning"  # INQ partition: 'pruning' (largest first) | 'random'
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = False  # autocast bfloat16 in training; evaluation is always fp32
-    channels_last: bool = False
-    val_every: int = 0  # 0: validate only at phase ends
-    ckpt_every: int = 50
-    contour_width: int = 3
-    augment: bool = True
-    select_best: bool = False  # restore the best-validation float weights after the float phase
-    select_metric: str = "val_loss"  # 'val_loss' (lower is better) | 'val_dice' (higher)
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        from qfcn import quant
-
-        def need_int(name: str, lo: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"TrainConfig.{name}: expected an int >= {lo}, got {v!r}")
-
-        def need_float(name: str, lo: float, lo_open: bool, hi: float = math.inf) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if ok:
-                ok = (v > lo if lo_open else v >= lo) and v <= hi
-            if not ok:
-                rel = ">" if lo_open else ">="
-                raise ValueError(f"TrainConfig.{name}: expected a finite number {rel} {lo}, got {v!r}")
-            object.__setattr__(self, name, float(v))
-
-        def need_choice(name: str, choices: Sequence[str]) -> None:
-            if getattr(self, name) not in choices:
-                raise ValueError(f"TrainConfig.{name}: expected one of {list(choices)}, got {getattr(self, name)!r}")
-
-        def need_bool(name: str) -> None:
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name}: expected True or False, got {getattr(self, name)!r}")
-
-        if not isinstance(self.model, dict):
-            raise ValueError(f"TrainConfig.model: expected a dict of SAFCN arguments, got {self.model!r}")
-        object.__setattr__(self, "model", dict(self.model))
-        for name in ("crop_size", "batch_size", "ckpt_every", "contour_width"):
-            need_int(name, 1)
-        for name in ("float_steps", "retrain_steps", "control_steps", "val_every", "seed", "num_workers"):
-            need_int(name, 0)
-        if self.n_crops is not None:
-            need_int("n_crops", 1)
-        need_float("lr", 0.0, True)
-        need_float("retrain_lr", 0.0, True)
-        need_float("weight_decay", 0.0, False)
-        need_float("momentum", 0.0, False, 0.999999)
-        need_float("contour_weight", 0.0, False)
-        need_choice("optimizer", _OPTIMIZERS)
-        need_choice("schedule", _SCHEDULES)
-        need_choice("strategy", _STRATEGIES)
-        need_choice("select_metric", _SELECT)
-        for name in ("per_channel", "bf16", "channels_last", "augment", "select_best"):
-            need_bool(name)
-        steps = self.iterative_steps
-        if not isinstance(steps, (list, tuple)) or not steps or not all(
-                isinstance(f, (int, float)) and not isinstance(f, bool) for f in steps):
-            raise ValueError(f"TrainConfig.iterative_steps: expected a non-empty list of fractions, got {steps!r}")
-        steps = tuple(float(f) for f in steps)
-        if any(not 0.0 < f <= 1.0 for f in steps) or any(b <= a for a, b in itertools.pairwise(steps)) or steps[-1] != 1.0:
-            raise ValueError(f"TrainConfig.iterative_steps: expected increasing fractions in (0, 1] ending at 1.0, got {steps!r}")
-        object.__setattr__(self, "iterative_steps", steps)
-        scheme, bits = quant.check_scheme(self.scheme, self.bits)
-        object.__setattr__(self, "scheme", scheme)
-        object.__setattr__(self, "bits", bits)
-        if self.control_steps and scheme != "float":
-            raise ValueError(f"TrainConfig.control_steps: only for scheme 'float' (a float control), got scheme {scheme!r}")
-        if not isinstance(self.device, str):
-            raise ValueError(f"TrainConfig.device: expected 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
-        infer.resolve_device(self.device)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (e.g. a params file); unknown keys are a ValueError."""
-        if not isinstance(d, dict):
-            raise ValueError(f"TrainConfig.from_dict: expected a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples become lists); ``from_dict`` inverts it."""
-        return runs.to_jsonable(dataclasses.asdict(self))
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that decide the result (not device, workers or checkpoint cadence)."""
-        d = self.to_dict()
-        for k in _RUNTIME_FIELDS:
-            d.pop(k)
-        return d
-
-
-def extra_steps(cfg: TrainConfig) -> int:
-    """Retraining steps a quantized run adds after the float phase:
-    ``retrain_steps * (len(iterative_steps) - 1)`` for every scheme (0 for float)."""
-    return 0 if cfg.scheme == "float" else cfg.retrain_steps * (len(cfg.iterative_steps) - 1)
-
-
-def float_control_config(cfg: TrainConfig) -> TrainConfig:
-    """The float control of a quantized config: scheme 'float', same everything else, and
-    ``control_steps = extra_steps(cfg)`` extra float steps at ``retrain_lr``. Train it with
-    the same ``init`` as the quantized run."""
-    return dataclasses.replace(cfg, scheme="float", bits=32, control_steps=extra_steps(cfg))
-
-
-def lr_at(schedule: str, base_lr: float, step: int, total: int) -> float:
-    """Learning rate of step ``step`` (0-based) of a phase of ``total`` steps.
-
-    'constant': base_lr; 'cosine': base_lr * (1 + cos(pi * step / total)) / 2;
-    'poly': base_lr * (1 - step / total) ** 0.9.
-
-    >>> lr_at("cosine", 1.0, 5, 10), lr_at("poly", 1.0, 0, 10), lr_at("constant", 0.1, 9, 10)
-    (0.5, 1.0, 0.1)
-    """
-    if schedule not in _SCHEDULES:
-        raise ValueError(f"schedule: expected one of {list(_SCHEDULES)}, got {schedule!r}")
-    t = min(max(step, 0), total) / max(total, 1)
-    if schedule == "constant":
-        return base_lr
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    return base_lr * (1.0 - t) ** 0.9
 
 
 def segmentation_loss(object_logits: torch.Tensor, contour_logits: torch.Tensor, target_object: torch.Tensor,
@@ -277,44 +108,6 @@ def segmentation_loss(object_logits: torch.Tensor, contour_logits: torch.Tensor,
         return per_pixel.mean()
     v = valid.float()
     return (per_pixel * v).sum() / v.sum().clamp_min(1.0)
-
-
-# ------------------------------------------------------------------ samples
-def _is_test(sample: Any) -> bool:
-    return str(getattr(sample, "split", "")).lower().startswith("test")
-
-
-def split_validation(samples: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """Carve a validation split (``round(fraction * n)`` images, at least 1 when fraction > 0)
-    from annotated TRAINING samples, drawn from ``seed``; both parts keep the input order.
-    Samples whose split starts with 'test' are refused (ValueError)."""
-    samples = list(samples)
-    tests = [getattr(s, "name", "?") for s in samples if _is_test(s)]
-    if tests:
-        raise ValueError(f"split_validation: test samples must never be used for validation, got {tests[:5]}")
-    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
-        raise ValueError(f"split_validation: fraction must be in [0, 1), got {fraction!r}")
-    n = len(samples)
-    n_val = 0 if fraction == 0 else min(n - 1, max(1, round(fraction * n)))
-    if n_val < 0 or (fraction > 0 and n < 2):
-        raise ValueError(f"split_validation: need at least 2 samples for a validation split, got {n}")
-    pick = set(np.random.default_rng([seed, 7919]).permutation(n)[:n_val].tolist())
-    return [s for i, s in enumerate(samples) if i not in pick], [s for i, s in enumerate(samples) if i in pick]
-
-
-def member_seed(seed: int, member: int) -> int:
-    """Training seed of ensemble member ``member`` (from ``(seed, member)``, < 2**31)."""
-    return int(np.random.SeedSequence([seed, member, 1]).generate_state(1)[0] >> 1)
-
-
-def bootstrap_resample(samples: Sequence[Any], seed: int, member: int) -> list[Any]:
-    """A bootstrap resample (n draws with replacement, sorted by original index) for
-    ensemble member ``member``, drawn from ``(seed, member)``."""
-    samples = list(samples)
-    if not samples:
-        raise ValueError("bootstrap_resample: samples is empty")
-    idx = np.sort(np.random.default_rng([seed, member, 0]).integers(0, len(samples), len(samples)))
-    return [samples[i] for i in idx]
 
 
 # ------------------------------------------------------------------ files
@@ -342,16 +135,22 @@ def _model_record(model: nn.Module, cfg: TrainConfig, phase: str, history: list[
             "history": history}
 
 
+def _read_model_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The dict of a ``float.pt`` / ``final.pt`` (weights_only load), with errors naming ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist (expected float.pt / final.pt of a finished run)")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or "state_dict" not in obj or "model_config" not in obj:
+        raise ValueError(f"{what}: {path} is not a model file written by qfcn.train (float.pt / final.pt)")
+    return obj
+
+
 def load_model(path: str | os.PathLike) -> nn.Module:
     """An SAFCN in eval mode on CPU from ``final.pt`` / ``float.pt`` (weights_only load)."""
     from qfcn.models import SAFCN
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_model: {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict) or "model_config" not in obj or "state_dict" not in obj:
-        raise ValueError(f"load_model: {path} is not a model file written by qfcn.train (final.pt / float.pt)")
+    obj = _read_model_file(path, "load_model")
     model = SAFCN.from_config(obj["model_config"])
     model.load_state_dict(obj["state_dict"])
     return model.eval()
@@ -512,12 +311,7 @@ def _load_init(init: str | os.PathLike | nn.Module | None) -> tuple[dict | None,
             raise ValueError("init: expected an SAFCN (with .config) or a path to float.pt / final.pt")
         state, config = _cpu_state(init), dict(init.config)
     else:
-        path = Path(init)
-        if not path.is_file():
-            raise FileNotFoundError(f"init: {path} does not exist (expected float.pt / final.pt of a finished run)")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(obj, dict) or "state_dict" not in obj or "model_config" not in obj:
-            raise ValueError(f"init: {path} is not a model file written by qfcn.train (float.pt / final.pt)")
+        obj = _read_model_file(init, "init")
         state, config = obj["state_dict"], dict(obj["model_config"])
     return state, config, _state_digest(state)
 

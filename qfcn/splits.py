@@ -1,0 +1,46 @@
+"""Training-image splits: a validation split carved from annotated training images, and the
+bootstrap resamples and seeds of ensemble members. Test splits are refused. Re-exported by
+:mod:`qfcn.train`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+def _is_test(sample: Any) -> bool:
+    return str(getattr(sample, "split", "")).lower().startswith("test")
+
+
+def split_validation(samples: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Carve a validation split (``round(fraction * n)`` images, at least 1 when fraction > 0)
+    from annotated TRAINING samples, drawn from ``seed``; both parts keep the input order.
+    Samples whose split starts with 'test' are refused (ValueError)."""
+    samples = list(samples)
+    tests = [getattr(s, "name", "?") for s in samples if _is_test(s)]
+    if tests:
+        raise ValueError(f"split_validation: test samples must never be used for validation, got {tests[:5]}")
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
+        raise ValueError(f"split_validation: fraction must be in [0, 1), got {fraction!r}")
+    n = len(samples)
+    n_val = 0 if fraction == 0 else min(n - 1, max(1, round(fraction * n)))
+    if n_val < 0 or (fraction > 0 and n < 2):
+        raise ValueError(f"split_validation: need at least 2 samples for a validation split, got {n}")
+    pick = set(np.random.default_rng([seed, 7919]).permutation(n)[:n_val].tolist())
+    return [s for i, s in enumerate(samples) if i not in pick], [s for i, s in enumerate(samples) if i in pick]
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Training seed of ensemble member ``member`` (from ``(seed, member)``, < 2**31)."""
+    return int(np.random.SeedSequence([seed, member, 1]).generate_state(1)[0] >> 1)
+
+
+def bootstrap_resample(samples: Sequence[Any], seed: int, member: int) -> list[Any]:
+    """A bootstrap resample (n draws with replacement, sorted by original index) for
+    ensemble member ``member``, drawn from ``(seed, member)``."""
+    samples = list(samples)
+    if not samples:
+        raise ValueError("bootstrap_resample: samples is empty")
+    idx = np.sort(np.random.default_rng([seed, member, 0]).integers(0, len(samples), len(samples)))
+    return [samples[i] for i in idx]
