@@ -12,14 +12,26 @@ import numpy as np
 
 from qfcn import runs
 
-DPI = 90
+DPI = 72
 
 
-def save(fig, path: str | Path, *, dpi: int = DPI) -> Path:
-    """Save a matplotlib figure as PNG at ``path`` (atomic, reproducible) and return the path."""
+def save(fig, path: str | Path, *, dpi: int = DPI) -> None:
+    """Save a matplotlib figure as PNG at ``path`` (atomic, reproducible), close it, and, inside
+    a Jupyter kernel, display the saved PNG itself, so that the notebook embeds the same bytes
+    as ``figures/`` once (not a second, larger rendering)."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    return runs.atomic_write_bytes(Path(path), buf.getvalue())
+    plt.close(fig)
+    runs.atomic_write_bytes(Path(path), buf.getvalue())
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # pragma: no cover - IPython comes with the notebook stack
+        return
+    if get_ipython() is not None:
+        display(Image(data=buf.getvalue(), format="png"))
 
 
 def outline(image: np.ndarray, instances: np.ndarray, color=(0.0, 1.0, 0.2), thick: bool = False) -> np.ndarray:

@@ -262,7 +262,7 @@ def predict_dataset(models: nn.Module | Sequence[nn.Module], samples: Sequence[A
     members = _as_list(models)
     align = _align(members, align)
     dev = resolve_device(device)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out: list[dict[str, Any]] = []
     with _on_device(members, dev, channels_last) as ms:

@@ -283,7 +283,7 @@ def run_suggestion(pool_names: Sequence[str], *, method: str, k: int | None = No
 
     n_budget, k_eff = cfg["n_budget"], cfg["k"]
     n_stages = 1 if method == "full" else 1 + math.ceil((n_budget - cfg["n_initial"]) / k_eff)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     with tqdm(total=n_stages, initial=len(stages), desc=f"suggest[{method}]",
               disable=not progress) as bar:

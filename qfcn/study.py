@@ -33,6 +33,9 @@ def _execute(notebook: str, out_nb: Path, parameters: dict[str, Any], *, progres
     import papermill
 
     out_nb.parent.mkdir(parents=True, exist_ok=True)
+    # kernels inherit this: progress bars in executed notebooks update at most every 30 s
+    # (every update is a separate output there), instead of ten times a second
+    os.environ["TQDM_MININTERVAL"] = "30"
     papermill.execute_notebook(
         str(P.NOTEBOOKS / notebook), str(out_nb), parameters=parameters, kernel_name=KERNEL,
         cwd=str(out_nb.parent), progress_bar=False, log_output=False, report_mode=False)
@@ -137,7 +140,7 @@ def run_batch(params: dict[str, Any], out: Path, *, workers: int = 1, scheduler:
     With ``workers`` > 1 on this machine, each run's kernels get ``cpu_count // workers`` threads
     (on 2 cores, two 1-thread workers train the CPU-sized network about 1.4x faster in total than
     one 2-thread worker: ``benchmarks/bench_threads.py``)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise StudyError(f"--workers {workers!r}: expected a positive integer")

@@ -452,7 +452,7 @@ class _Run:
 
     # ---------------------------------------------------------- loop
     def run(self) -> None:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         cfg = self.cfg
         total = sum(p.steps for p in self.plan)
