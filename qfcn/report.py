@@ -76,12 +76,23 @@ def summary(study_dir: str | Path) -> dict[str, Any]:
     return {"runs": runs_out, "code_version": runs.code_version()}
 
 
+_PAGE_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+             "pre,code{background:#f6f6f6}pre{padding:6px;overflow-x:auto}img{max-width:100%}"
+             "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
+             ".jp-InputArea,.input_area{border-left:3px solid #ccd;padding-left:6px;margin:8px 0}")
+
+
 def render_html(notebook: Path) -> Path:
-    """Render an executed notebook to HTML next to it (atomically)."""
+    """Render an executed notebook to HTML next to it (atomically).
+
+    nbconvert's 'basic' template (cells only) inside a small page of our own: the default 'lab'
+    template embeds about 270 KB of style sheets in every file."""
     import nbconvert
 
-    body, _ = nbconvert.HTMLExporter().from_filename(str(notebook))
-    return runs.atomic_write_bytes(notebook.with_suffix(".html"), body.encode())
+    body, _ = nbconvert.HTMLExporter(template_name="basic").from_filename(str(notebook))
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(notebook.stem)}</title>"
+            f"<style>{_PAGE_CSS}</style></head><body>{body}</body></html>")
+    return runs.atomic_write_bytes(notebook.with_suffix(".html"), page.encode())
 
 
 def _table_html(df: pd.DataFrame) -> str:
@@ -120,13 +131,14 @@ def write_report(study_dir: str | Path) -> Path:
 
 
 def compare(df: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], *, pair_on: str, split: str,
-            metric: str = "f1", question: str = "") -> dict[str, Any]:
+            metric: str = "f1", question: str = "", labels: tuple[str, str] | None = None) -> dict[str, Any]:
     """Paired comparison of two selections of :func:`tidy` rows on one split and metric.
 
     ``a`` and ``b`` are column -> value filters (e.g. ``{"variant": "ntq"}``); rows are paired
     on ``pair_on`` (``"run_dir"``: two variants of the same run, i.e. the same float members;
     ``"seed"``: two runs with the same seed). Returns the :func:`qfcn.stats.paired_difference`
-    dict plus the question, both means and a plain sentence."""
+    dict plus the question, both means and a plain sentence; ``labels`` name the two sides in it
+    (default: the filter values)."""
     from qfcn import stats
 
     def pick(flt):
@@ -138,8 +150,7 @@ def compare(df: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], *, pair_on: 
     sa, sb = pick(a), pick(b)
     keys = sorted(set(sa.index) & set(sb.index), key=str)
     res = stats.paired_difference([sa[k] for k in keys], [sb[k] for k in keys])
-    la = ", ".join(f"{v}" for v in a.values())
-    lb = ", ".join(f"{v}" for v in b.values())
+    la, lb = labels or (", ".join(f"{k}={v}" for k, v in a.items()), ", ".join(f"{k}={v}" for k, v in b.items()))
     split_name = {"test_a": "Test A", "test_b": "Test B"}.get(split, split)
     if res["n"]:
         sentence = (f"{question or 'difference'} ({split_name}, {metric}): {la} − {lb} = {res['diff']:+.3f} "

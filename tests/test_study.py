@@ -119,3 +119,16 @@ def test_bad_chain_parameters_fail_before_any_run(point, match):
     with pytest.raises(study.StudyError, match=match) as info:
         study.check_points(params, [{"name": "x", "seed": 0, **point}], n_pool=20)
     assert "run 'x'" in str(info.value)
+
+
+@pytest.mark.slow
+def test_notebooks_run_top_to_bottom_with_their_defaults(tmp_path):
+    """What a JupyterLab user gets: every notebook's default parameters, in order (only the
+    folders are moved out of the project's runs/default). Several minutes: marked slow."""
+    study_dir, run_dir = tmp_path / "default", tmp_path / "default" / "runs" / "interactive"
+    for section, nb in P.SECTIONS.items():
+        folders = {"study_dir": str(study_dir)}
+        if section in P.CHAIN:
+            folders["run_dir"] = str(run_dir)
+        study._execute(nb, (run_dir if section in P.CHAIN else study_dir) / nb, folders, progress=False)
+    assert (run_dir / "final" / "metrics.json").is_file() and (study_dir / "ablations.json").is_file()
