@@ -43,7 +43,8 @@ def _train_setup(scheme: str, bits: int, seed: int = 0):
     return net, opt
 
 
-def bench_training_step(batch: int = 2, size: int = 96, rounds: int = 9, iters: int = 3) -> dict:
+def bench_training_step(batch: int = 8, size: int = 128, rounds: int = 9, iters: int = 3) -> dict:
+    """Batch and crop of the fast profile (params/fast.yaml)."""
     x = torch.rand(batch, 3, size, size)
     y = (torch.rand(batch, 1, size, size) > 0.5).float()
     setups = {"float": _train_setup("float", 32), "inq5": _train_setup("inq", 5),

@@ -13,7 +13,7 @@ import numpy as np
 from qfcn import runs
 
 DPI = 72  # plots
-PHOTO_DPI = 60  # grids of histology images (PNG compresses them poorly: keep them small)
+PHOTO_DPI = 50  # grids of histology images (PNG compresses them poorly: keep them small)
 
 
 def save(fig, path: str | Path, *, dpi: int = DPI) -> None:

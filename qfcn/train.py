@@ -481,7 +481,7 @@ class _Run:
                     entry = {"step": self.step, "phase": phase.name, "loss": loss, "lr": lr}
                     self.history.append(entry)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name)
+                    bar.set_postfix(loss=f"{loss:.4f}", phase=phase.name, refresh=False)  # refresh: by update()
                     if cfg.val_every and self.step % cfg.val_every == 0 and self.phase_step < phase.steps:
                         self._validate(phase.name)
                     if self.step % cfg.ckpt_every == 0:
