@@ -26,11 +26,18 @@ RUN_KEYS = ("name", "seed", "selection", "qsa_scheme", "qsa_bits", "ntq_scheme",
 
 
 def load_run_metrics(study_dir: str | Path) -> list[dict[str, Any]]:
-    """Every ``runs/*/final/metrics.json`` of a study (sorted by folder), with ``run_dir`` added."""
+    """Every ``runs/*/final/metrics.json`` of a study (sorted by folder), with ``run_dir`` added
+    and ``run.name`` set to the batch point's name (the same for every seed of a configuration)
+    when the runner recorded it in ``done.json``; otherwise the folder name stays."""
     out = []
     for path in sorted(Path(study_dir).glob("runs/*/final/metrics.json")):
         record = json.loads(path.read_text())
-        record["run_dir"] = str(path.parent.parent)
+        run_dir = path.parent.parent
+        record["run_dir"] = str(run_dir)
+        done = run_dir / "done.json"
+        if done.is_file():
+            point = json.loads(done.read_text()).get("point", {})
+            record["run"]["name"] = point.get("name", record["run"]["name"])
         out.append(record)
     return out
 

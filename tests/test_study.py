@@ -132,3 +132,9 @@ def test_notebooks_run_top_to_bottom_with_their_defaults(tmp_path):
             folders["run_dir"] = str(run_dir)
         study._execute(nb, (run_dir if section in P.CHAIN else study_dir) / nb, folders, progress=False)
     assert (run_dir / "final" / "metrics.json").is_file() and (study_dir / "ablations.json").is_file()
+
+
+def test_runs_of_one_configuration_share_their_name_across_seeds(smoke_study):
+    out, _ = smoke_study
+    names = {r["run"]["name"] for r in report.load_run_metrics(out)}
+    assert names == {p["name"] for p in P.batch_points(P.load(SMOKE))}
