@@ -83,13 +83,17 @@ def param_hash(params: dict[str, Any], length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+_CODE_PATHS = ("qfcn", "notebooks", "params", "pyproject.toml")  # what decides a result (not reports/)
+
+
 def code_version() -> str:
-    """``<package version>+g<commit>[.dirty]`` when in a git checkout, else the package version."""
+    """``<package version>+g<commit>[.dirty]`` when in a git checkout, else the package version;
+    ``.dirty`` when the code, notebooks or params differ from the commit (rendered reports do not count)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               text=True, capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS],
+                               cwd=ROOT, text=True, capture_output=True, check=True).stdout.strip()
         return f"{__version__}+g{commit}" + (".dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return __version__
