@@ -40,7 +40,7 @@ def check_suggestion(n_pool: int, *, selection: str, budget: float, k_pick: int,
     return stages.validate_settings(
         n_pool, method=selection, k=k_pick, k_c=k_candidates if selection == "suggestive" else None, budget=budget,
         n_initial=None if full else max(1, stages.count_from_fraction(initial_fraction, n_pool)),
-        initial_fraction=None, seed=seed, n_members=k_members if selection in ("suggestive", "uncertainty") else None)
+        initial_fraction=None, seed=seed, n_members=k_members if selection in stages.MODEL_METHODS else None)
 
 
 VARIANTS = ("float_control", "other_scheme", "ptq", "ptq_bn")  # controls notebook 04 can derive

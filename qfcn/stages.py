@@ -33,6 +33,7 @@ from qfcn.suggest import (
 )
 
 STATE_VERSION = 1
+MODEL_METHODS = ("suggestive", "uncertainty")  # the methods that pick from an ensemble's predictions
 
 
 class SuggestionStateError(ValueError):
@@ -267,7 +268,7 @@ def run_suggestion(pool_names: Sequence[str], *, method: str, k: int | None = No
                             n_members=n_members, floor=floor, n_random_draws=n_random_draws)
     if (train_fn is None) != (predict_fn is None):
         raise ValueError("train_fn / predict_fn: give both or neither")
-    if train_fn is None and method in ("suggestive", "uncertainty"):
+    if train_fn is None and method in MODEL_METHODS:
         raise ValueError(f"train_fn / predict_fn: method {method!r} needs both")
     settings = {**cfg, "pool_size": len(names), "pool_sha256": _pool_digest(names),
                 "pool": names}
