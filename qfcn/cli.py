@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from qfcn.io import ROOT
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qfcn import runs
+from qfcn.io import atomic_write_bytes
 
 DPI = 72  # plots
 PHOTO_DPI = 50  # grids of histology images (PNG compresses them poorly: keep them small)
@@ -25,7 +25,7 @@ def save(fig, path: str | Path, *, dpi: int = DPI) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    runs.atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
     try:
         from IPython import get_ipython
         from IPython.display import Image, display

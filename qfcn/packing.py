@@ -45,7 +45,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from qfcn import quant, runs
+from qfcn import quant
+from qfcn.io import atomic_write_bytes
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "pack_bits", "unpack_bits", "save_packed", "load_packed", "packed_size_report"]
 
@@ -249,7 +250,7 @@ def save_packed(model: nn.Module, path: str | os.PathLike, scheme: str | None = 
     hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(hbytes))
     digest = hashlib.sha256(prefix + hbytes + payload).digest()
-    runs.atomic_write_bytes(path, b"".join([prefix, hbytes, payload, digest]))
+    atomic_write_bytes(path, b"".join([prefix, hbytes, payload, digest]))
 
     file_bytes = os.path.getsize(path)
     ckpt_bytes = _float32_checkpoint_bytes(ckpt_state, path.parent)

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from qfcn.io import ROOT
 NOTEBOOKS = ROOT / "notebooks"
 SECTIONS: dict[str, str] = {
     "data": "01-data.ipynb",

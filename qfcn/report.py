@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from qfcn import runs
+from qfcn.io import atomic_write_bytes, atomic_write_json, code_version
 
 HEADLINE = ("f1", "object_dice", "object_hausdorff")
 RUN_KEYS = ("name", "seed", "selection", "qsa_scheme", "qsa_bits", "ntq_scheme", "ntq_bits")
@@ -80,7 +80,7 @@ def summary(study_dir: str | Path) -> dict[str, Any]:
                          **{split: {k: var["splits"][split][k] for k in HEADLINE}
                             for split in ("test_a", "test_b") if split in var["splits"]},
                          "n_glands": rec.get("n_glands")})
-    return {"runs": runs_out, "code_version": runs.code_version()}
+    return {"runs": runs_out, "code_version": code_version()}
 
 
 _PAGE_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
@@ -99,7 +99,7 @@ def render_html(notebook: Path) -> Path:
     body, _ = nbconvert.HTMLExporter(template_name="basic").from_filename(str(notebook))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(notebook.stem)}</title>"
             f"<style>{_PAGE_CSS}</style></head><body>{body}</body></html>")
-    return runs.atomic_write_bytes(notebook.with_suffix(".html"), page.encode())
+    return atomic_write_bytes(notebook.with_suffix(".html"), page.encode())
 
 
 def _table_html(df: pd.DataFrame) -> str:
@@ -111,7 +111,7 @@ def write_report(study_dir: str | Path) -> Path:
     study_dir = Path(study_dir)
     notebooks = sorted(study_dir.glob("*.ipynb")) + sorted(study_dir.glob("runs/*/*.ipynb"))
     links = [render_html(nb) for nb in notebooks]
-    runs.atomic_write_json(study_dir / "summary.json", summary(study_dir))
+    atomic_write_json(study_dir / "summary.json", summary(study_dir))
     table = summary_table(study_dir)
     if len(table):
         mean = table.drop(columns="seed").groupby("name", sort=False).mean().reset_index()
@@ -125,7 +125,7 @@ def write_report(study_dir: str | Path) -> Path:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         ".tbl td,.tbl th{padding:2px 8px;text-align:right}img{max-width:100%}</style>",
         f"<h1>qfcn study: {html.escape(study_dir.name)}</h1>",
-        f"<p>Code version {html.escape(runs.code_version())}. Pooled GlaS metrics on the study's data "
+        f"<p>Code version {html.escape(code_version())}. Pooled GlaS metrics on the study's data "
         "(mean over seeds; per-seed values in <a href='summary.json'>summary.json</a>).</p>",
         "<h2>Main table</h2>", _table_html(main) if len(main) else "<p>No finished runs.</p>",
         "<h2>Figures</h2>", *[f"<figure><img src='{f.relative_to(study_dir)}'><figcaption>{html.escape(f.stem)}"
@@ -134,7 +134,7 @@ def write_report(study_dir: str | Path) -> Path:
         *[f"<li><a href='{p.relative_to(study_dir)}'>{html.escape(str(p.relative_to(study_dir)))}</a></li>" for p in links],
         "</ul>",
     ]
-    return runs.atomic_write_bytes(study_dir / "index.html", "\n".join(parts).encode())
+    return atomic_write_bytes(study_dir / "index.html", "\n".join(parts).encode())
 
 
 def compare(df: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], *, pair_on: str, split: str,

@@ -1,4 +1,4 @@
-"""Run folders: atomic writes, parameter hashes, provenance records and data-manifest checks.
+"""Run folders: provenance records and data-manifest checks (basic I/O lives in :mod:`qfcn.io`).
 
 Conventions
 -----------
@@ -13,91 +13,12 @@ Conventions
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from qfcn import __version__
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class ArtifactError(RuntimeError):
-    """A step's input artifact is missing, incomplete or built from other data."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; parents are created. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, paths and tuples into plain JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays, torch tensors
-        return obj.tolist()
-    return obj
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented, key-sorted JSON atomically."""
-    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n"
-    return atomic_write_bytes(path, text.encode())
-
-
-def read_json(path: str | os.PathLike, what: str = "artifact") -> Any:
-    """Read JSON, with an :class:`ArtifactError` naming the file when it is missing or broken."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"missing {what}: {path} does not exist (run the step that writes it first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{what} {path} is not valid JSON: {exc}") from exc
-
-
-def param_hash(params: dict[str, Any], length: int = 10) -> str:
-    """Stable short hash of a parameter dict (canonical, key-sorted JSON)."""
-    text = json.dumps(to_jsonable(params), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-_CODE_PATHS = ("qfcn", "notebooks", "params", "pyproject.toml")  # what decides a result (not reports/)
-
-
-def code_version() -> str:
-    """``<package version>+g<commit>[.dirty]`` when in a git checkout, else the package version;
-    ``.dirty`` when the code, notebooks or params differ from the commit (rendered reports do not count)."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS],
-                               cwd=ROOT, text=True, capture_output=True, check=True).stdout.strip()
-        return f"{__version__}+g{commit}" + (".dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return __version__
-
+from qfcn.io import ROOT, ArtifactError, atomic_write_json, code_version, param_hash, read_json, to_jsonable
 
 def data_dir(study_dir: str | os.PathLike) -> Path:
     """The data folder of a study: ``<study_dir>/data``."""

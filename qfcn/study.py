@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qfcn import checks, runs
+from qfcn.io import ArtifactError, atomic_write_json, param_hash
 from qfcn import params as P
 
 KERNEL = "python3"
@@ -49,12 +50,12 @@ def run_data_step(params: dict[str, Any], out: Path, data: Path | None, *, progr
     nb_params.update(study_dir=str(out), glas_dir=str(data) if data else "")
     effective = {**P.notebook_defaults(P.SECTIONS["data"]), **nb_params}
     effective.pop("study_dir")
-    h = runs.param_hash(effective)  # the notebook stamps its manifest with the same hash
+    h = param_hash(effective)  # the notebook stamps its manifest with the same hash
     try:
         manifest = runs.read_manifest(out)
         if manifest.get("params_hash") == h:
             return manifest
-    except runs.ArtifactError:
+    except ArtifactError:
         pass
     if data is not None and not Path(data).is_dir():
         raise StudyError(f"--data {data}: not a folder (expected a folder in GlaS layout)")
@@ -64,7 +65,7 @@ def run_data_step(params: dict[str, Any], out: Path, data: Path | None, *, progr
 
 def run_id(point: dict[str, Any], chain_params: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """(folder name, parameter hash) of a batch point."""
-    h = runs.param_hash(chain_params)
+    h = param_hash(chain_params)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(point.get("name", "run")))
     return f"{safe}-s{point.get('seed', 0)}-{h}", h
 
@@ -98,9 +99,9 @@ def run_point(params: dict[str, Any], point: dict[str, Any], out: str, progress:
             _execute(nb, run_dir / nb, {**chain[sec], "study_dir": str(out), "run_dir": str(run_dir)},
                      progress=progress)
     except Exception as exc:  # papermill raises PapermillExecutionError; keep going with other runs
-        runs.atomic_write_json(run_dir / "failed.json", {"error": str(exc)[-4000:], "traceback": traceback.format_exc()[-4000:], **status})
+        atomic_write_json(run_dir / "failed.json", {"error": str(exc)[-4000:], "traceback": traceback.format_exc()[-4000:], **status})
         return {**status, "status": "failed", "error": str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)}
-    runs.atomic_write_json(run_dir / "done.json", {**status, "point": point, "seconds": time.time() - t0,
+    atomic_write_json(run_dir / "done.json", {**status, "point": point, "seconds": time.time() - t0,
                                                    "threads": os.environ.get("OMP_NUM_THREADS")})
     return {**status, "status": "done", "seconds": round(time.time() - t0, 1)}
 

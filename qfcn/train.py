@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qfcn import infer, runs
+from qfcn.io import atomic_write_bytes, atomic_write_json, param_hash
 from qfcn.splits import _is_test, bootstrap_resample, member_seed, split_validation  # noqa: F401 (re-export)
 from qfcn.trainconfig import TrainConfig, extra_steps, float_control_config, lr_at  # noqa: F401 (re-export)
 
@@ -114,7 +115,7 @@ def segmentation_loss(object_logits: torch.Tensor, contour_logits: torch.Tensor,
 def _atomic_save(obj: Any, path: Path) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    return runs.atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -507,8 +508,8 @@ class _Run:
         _atomic_save(_model_record(self.model, self.cfg, "final", self.history), out / "final.pt")
         if self.cfg.scheme != "float":
             quant.save_packed(self.model, out / "packed.qfcn", self.cfg.scheme, self.cfg.bits)
-        runs.atomic_write_json(out / "history.json", self.history)
-        runs.atomic_write_json(out / "done.json", {"params_hash": self.params_hash, "steps": self.step,
+        atomic_write_json(out / "history.json", self.history)
+        atomic_write_json(out / "done.json", {"params_hash": self.params_hash, "steps": self.step,
                                                   "final": "final.pt", "scheme": self.cfg.scheme, "bits": self.cfg.bits})
         (out / "checkpoint.pt").unlink(missing_ok=True)
         return _result(out, self.cfg)
@@ -560,12 +561,12 @@ def train_model(samples: Sequence[Any], cfg: TrainConfig, *, out_dir: str | os.P
     init_state, init_config, init_digest = _load_init(init)
     identity = {"config": cfg.identity(), "init": init_digest, "warm_start": bool(warm_start),
                 "data": _data_digest(samples), "val": _data_digest(val), "format": FORMAT}
-    params_hash = runs.param_hash(identity, 16)
+    params_hash = param_hash(identity, 16)
     _check_out_dir(out_dir, params_hash)
     if runs.run_done(out_dir, params_hash):
         return _result(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_json(out_dir / "config.json", {"params_hash": params_hash, "identity": identity,
+    atomic_write_json(out_dir / "config.json", {"params_hash": params_hash, "identity": identity,
                                                      "config": cfg.to_dict()})
     plan = _plan(cfg, skip_float=init is not None and not warm_start)
     run = _Run(samples, cfg, out_dir, val, plan, params_hash, progress, callback)

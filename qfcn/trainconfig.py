@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qfcn import infer, runs
+from qfcn import infer
+from qfcn.io import to_jsonable
 
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("cosine", "poly", "constant")
@@ -144,7 +145,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists); ``from_dict`` inverts it."""
-        return runs.to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the result (not device, workers or checkpoint cadence)."""
