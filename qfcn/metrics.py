@@ -1,6 +1,6 @@
 """GlaS challenge metrics: object F1, object Dice, object Hausdorff, pixel Dice and IoU.
 
-Conventions (STUDY.md section 6, the official MATLAB evaluation of the GlaS challenge):
+Conventions (docs/method.md §6, following the official MATLAB evaluation of the GlaS challenge):
 
 - Inputs are instance maps: integer arrays of shape (H, W), 0 = background, any positive
   label per object (labels need not be 1..n and may exceed 255). They are never
@@ -35,10 +35,10 @@ Edge cases (each tested):
   area over the whole part, and F1 pools tp, fp and fn; per-image figures are computed in
   the same pass. ``per_image_mean`` is the plain mean over images.
 
-Speed: labels are compacted with one ``bincount`` pass, the overlap table of an image is
-one ``bincount`` over combined label pairs, and Hausdorff distances use Euclidean distance
-transforms on the cropped bounding box of each pair (exact, including an object lying in
-the hole of a ring-shaped one).
+Speed: the object tables, the overlap table (one ``bincount`` per image) and the exact
+Hausdorff distances (distance transforms on cropped bounding boxes) live in
+:mod:`qfcn.matching`; this module validates input, turns per-image sums into figures and
+pools them.
 
 Example:
     >>> import numpy as np
@@ -46,6 +46,11 @@ Example:
     >>> res = glas_metrics([gt], [gt])
     >>> res["f1"], res["object_dice"], res["object_hausdorff"]
     (1.0, 1.0, 0.0)
+    >>> pred = np.zeros_like(gt); pred[1:5, 1:3] = 7   # half of the gland: not a tp
+    >>> object_f1(gt, pred), pixel_dice(gt, pred), round(object_hausdorff(gt, pred), 3)
+    (0.0, 0.6666666666666666, 2.0)
+    >>> match_objects(gt, pred)["gt_match"].tolist()
+    [7]
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+
+from qfcn import matching
 
 __all__ = [
     "glas_metrics",
@@ -68,8 +74,6 @@ __all__ = [
     "match_objects",
     "check_instance_map",
 ]
-
-_DENSE_TABLE_LIMIT = 1 << 22  # overlap-table cells above which a sparse table is used
 
 
 # --------------------------------------------------------------------------- validation
@@ -103,143 +107,10 @@ def _check_pair(gt: Any, pred: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     return g, p
 
 
-# --------------------------------------------------------------------------- label tables
-class _Objects:
-    """Compacted objects of one instance map: index map 0..n, labels, areas, boxes."""
-
-    __slots__ = ("index", "labels", "areas", "boxes")
-
-    def __init__(self, labels_map: np.ndarray):
-        flat = labels_map.ravel()
-        top = int(flat.max()) if flat.size else 0
-        if top <= max(4 * flat.size, 1 << 16):
-            counts = np.bincount(flat.astype(np.intp, copy=False), minlength=top + 1)
-            labels = np.flatnonzero(counts[1:]) + 1
-            lut = np.zeros(top + 1, np.int32)
-            lut[labels] = np.arange(1, labels.size + 1, dtype=np.int32)
-            index = lut[labels_map]
-            areas = counts[labels]
-        else:  # huge label values: sort instead of a lookup table
-            uniq, inv = np.unique(flat, return_inverse=True)
-            has_bg = uniq[0] == 0
-            labels = uniq[1:] if has_bg else uniq
-            index = (inv if has_bg else inv + 1).astype(np.int32).reshape(labels_map.shape)
-            areas = np.bincount(index.ravel(), minlength=labels.size + 1)[1:]
-        self.index = index
-        self.labels = labels.astype(np.int64)
-        self.areas = areas.astype(np.int64)
-        self.boxes = ndimage.find_objects(index, max_label=labels.size) if labels.size else []
-
-    @property
-    def n(self) -> int:
-        return int(self.labels.size)
-
-
-def _overlaps(g: _Objects, s: _Objects) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse overlap table: (gt index, pred index, pixel count), all indices >= 1."""
-    if g.n == 0 or s.n == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, e
-    cells = (g.n + 1) * (s.n + 1)
-    kind = np.int32 if cells < 2**31 else np.int64
-    key = g.index.astype(kind) * kind(s.n + 1) + s.index
-    if cells <= max(_DENSE_TABLE_LIMIT, key.size):
-        table = np.bincount(key.ravel(), minlength=cells).reshape(g.n + 1, s.n + 1)
-        table[0, :] = 0
-        table[:, 0] = 0
-        gi, si = np.nonzero(table)
-        return gi.astype(np.int64), si.astype(np.int64), table[gi, si].astype(np.int64)
-    both = (g.index > 0) & (s.index > 0)
-    keys, counts = np.unique(key[both], return_counts=True)
-    return keys // (s.n + 1), keys % (s.n + 1), counts.astype(np.int64)
-
-
-def _best_match(a: np.ndarray, b: np.ndarray, c: np.ndarray, n_a: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each index of a (1..n_a): the b with the largest count c, ties to the smallest b.
-
-    Returns (match, overlap), arrays of length n_a + 1 (entry 0 unused; match 0 = none).
-    Compacted indices preserve label order, so the smallest index is the smallest label.
-    """
-    match = np.zeros(n_a + 1, np.int64)
-    overlap = np.zeros(n_a + 1, np.int64)
-    if a.size:
-        order = np.lexsort((b, -c, a))
-        first = np.unique(a[order], return_index=True)[1]
-        pick = order[first]
-        match[a[pick]] = b[pick]
-        overlap[a[pick]] = c[pick]
-    return match, overlap
-
-
-# --------------------------------------------------------------------------- Hausdorff
-def _union_box(b1: tuple[slice, slice], b2: tuple[slice, slice]) -> tuple[slice, slice]:
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(b1, b2))  # type: ignore[return-value]
-
-
-def _pair_hausdorff(g: _Objects, i: int, s: _Objects, j: int) -> float:
-    """Exact Hausdorff distance between gt object i and predicted object j (indices)."""
-    win = _union_box(g.boxes[i - 1], s.boxes[j - 1])
-    a = g.index[win] == i
-    b = s.index[win] == j
-    d_to_a = ndimage.distance_transform_edt(~a)
-    d_to_b = ndimage.distance_transform_edt(~b)
-    return float(max(d_to_a[b].max(), d_to_b[a].max()))
-
-
-def _box_bounds(src: _Objects, k: int, dst: _Objects) -> np.ndarray:
-    """Lower bounds on the Hausdorff distance between object k of src and each dst object.
-
-    An object has a pixel on each side of its bounding box; that pixel is at least as far
-    from the other object as from the other object's box, along one axis. The bound is the
-    largest such gap over the four sides of both boxes (0 for nested boxes).
-    """
-    b = np.array([[sl.start, sl.stop - 1] for box in dst.boxes for sl in box], float).reshape(-1, 2, 2)
-    a = np.array([[sl.start, sl.stop - 1] for sl in src.boxes[k - 1]], float)  # (axis, lo/hi)
-    lo_b, hi_b = b[:, :, 0], b[:, :, 1]  # (m, axis)
-    lo_a, hi_a = a[:, 0], a[:, 1]
-    gaps = [
-        np.maximum(lo_b - lo_a, 0), np.maximum(lo_a - hi_b, 0),  # a's low side vs b's box
-        np.maximum(lo_b - hi_a, 0), np.maximum(hi_a - hi_b, 0),  # a's high side
-        np.maximum(lo_a - lo_b, 0), np.maximum(lo_b - hi_a, 0),  # b's low side vs a's box
-        np.maximum(lo_a - hi_b, 0), np.maximum(hi_b - hi_a, 0),  # b's high side
-    ]
-    return np.max(np.stack(gaps), axis=(0, 2))
-
-
-def _nearest_by_hausdorff(
-    src: _Objects, k: int, dst: _Objects, cost: Any
-) -> tuple[int, float]:
-    """Object of ``dst`` with the smallest Hausdorff distance to object k of ``src``.
-
-    Candidates are visited in order of a bounding-box lower bound; exact distances
-    (``cost(k, m)``) are computed until no remaining bound can beat the best. Ties go to
-    the smallest label.
-    """
-    bound = _box_bounds(src, k, dst)
-    best, best_d = 0, math.inf
-    for m in np.lexsort((np.arange(dst.n), bound)):
-        if bound[m] > best_d:
-            break
-        d = cost(k, int(m) + 1)
-        if d < best_d or (d == best_d and m + 1 < best):
-            best, best_d = int(m) + 1, d
-    return best, best_d
-
-
 # --------------------------------------------------------------------------- one image
-def _matching(gt: np.ndarray, pred: np.ndarray):
-    """Objects of both maps, the largest-overlap match of each (index 0 = background) and the
-    overlap counts of all object pairs: ``(g, s, g_match, g_overlap, s_match, s_overlap, cnt)``."""
-    g, s = _Objects(gt), _Objects(pred)
-    gi, si, cnt = _overlaps(g, s)
-    g_match, g_ov = _best_match(gi, si, cnt, g.n)
-    s_match, s_ov = _best_match(si, gi, cnt, s.n)
-    return g, s, g_match, g_ov, s_match, s_ov, cnt
-
-
 def _image_sums(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Additive per-image sums from which both per-image and pooled figures follow."""
-    g, s, g_match, g_ov, s_match, s_ov, cnt = _matching(gt, pred)
+    g, s, g_match, g_ov, s_match, s_ov, cnt = matching.match_maps(gt, pred)
     g_area = np.concatenate([[0], g.areas])
     s_area = np.concatenate([[0], s.areas])
 
@@ -251,23 +122,7 @@ def _image_sums(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     dice_s = 2.0 * s_ov[1:] / (s.areas + g_area[s_match[1:]])
 
     # Hausdorff per object, each distinct pair computed once.
-    diag = math.hypot(*gt.shape)
-    cache: dict[tuple[int, int], float] = {}
-
-    def hd(i: int, j: int) -> float:
-        if (i, j) not in cache:
-            cache[(i, j)] = _pair_hausdorff(g, i, s, j)
-        return cache[(i, j)]
-
-    hd_g = np.full(g.n, diag)
-    hd_s = np.full(s.n, diag)
-    if g.n and s.n:
-        for i in range(1, g.n + 1):
-            j = int(g_match[i])
-            hd_g[i - 1] = hd(i, j) if j else _nearest_by_hausdorff(g, i, s, hd)[1]
-        for j in range(1, s.n + 1):
-            i = int(s_match[j])
-            hd_s[j - 1] = hd(i, j) if i else _nearest_by_hausdorff(s, j, g, lambda a, b: hd(b, a))[1]
+    hd_g, hd_s = matching.object_hausdorffs(g, s, g_match, s_match, math.hypot(*gt.shape))
 
     return {
         "tp": tp, "n_gt": g.n, "n_pred": s.n,
@@ -418,8 +273,8 @@ def hausdorff_distance(a: Any, b: Any) -> float:
     ea, eb = not ma.any(), not mb.any()
     if ea or eb:
         return 0.0 if ea and eb else math.inf
-    ga, gb = _Objects(ma.astype(np.uint8)), _Objects(mb.astype(np.uint8))
-    return _pair_hausdorff(ga, 1, gb, 1)
+    ga, gb = matching.Objects(ma.astype(np.uint8)), matching.Objects(mb.astype(np.uint8))
+    return matching.pair_hausdorff(ga, 1, gb, 1)
 
 
 def match_objects(gt: Any, pred: Any) -> dict[str, np.ndarray]:
@@ -430,7 +285,7 @@ def match_objects(gt: Any, pred: Any) -> dict[str, np.ndarray]:
     ``pred_overlap`` likewise. Ties go to the smallest label; background is never a match.
     """
     g_map, p_map = _check_pair(gt, pred, "the image")
-    g, s, g_match, g_ov, s_match, s_ov, _ = _matching(g_map, p_map)
+    g, s, g_match, g_ov, s_match, s_ov, _ = matching.match_maps(g_map, p_map)
     g_lab = np.concatenate([[0], g.labels])
     s_lab = np.concatenate([[0], s.labels])
     return {
