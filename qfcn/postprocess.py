@@ -1,6 +1,6 @@
 """Post-processing: object and contour probabilities to a gland instance map.
 
-Steps of ``instances_from_probs`` (DCAN-style, STUDY.md section 6):
+Steps of ``instances_from_probs`` (DCAN-style, docs/method.md §6):
 
 1. threshold: ``object = object_prob > object_threshold``,
    ``contour = contour_prob > contour_threshold``;
@@ -20,9 +20,7 @@ Steps of ``instances_from_probs`` (DCAN-style, STUDY.md section 6):
 Areas are in pixels of the maps given: when images are rescaled by a factor ``f`` per
 side, scale ``min_area`` and ``hole_area`` by ``f**2`` (and ``grow_distance`` by ``f``).
 
-``tune_postprocess`` grid-searches these parameters on a *validation* split; it refuses a
-split whose name starts with "test", since thresholds tuned on a test part inflate its
-scores.
+``tune_postprocess`` grid-searches these parameters on a *validation* split only.
 
 Example:
     >>> import numpy as np
@@ -31,6 +29,9 @@ Example:
     >>> lab = instances_from_probs(obj, cnt, min_area=10)
     >>> sorted(np.unique(lab).tolist())
     [0, 1, 2]
+    >>> best, table = tune_postprocess([obj], [cnt], [lab], grid={"object_threshold": (0.95, 0.5)}, min_area=10)
+    >>> best["object_threshold"], table["f1"].tolist(), table["best"].tolist()
+    (0.5, [0.0, 1.0], [False, True])
 """
 
 from __future__ import annotations
@@ -54,10 +55,8 @@ DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
     "object_threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
     "contour_threshold": (0.2, 0.35, 0.5, 0.65),
 }
-_TUNABLE = (
-    "object_threshold", "contour_threshold", "min_area", "hole_area", "grow",
-    "grow_distance", "connectivity",
-)
+_TUNABLE = ("object_threshold", "contour_threshold", "min_area", "hole_area", "grow", "grow_distance",
+            "connectivity")
 _LOWER_IS_BETTER = {"object_hausdorff"}
 _METRICS = ("f1", "object_dice", "object_hausdorff", "pixel_dice", "pixel_iou", "precision", "recall")
 
@@ -106,10 +105,8 @@ def _seeds(object_mask: np.ndarray, contour_mask: np.ndarray, min_area: int, con
     return seeds
 
 
-def _grow(
-    seeds: np.ndarray, object_mask: np.ndarray, contour_prob: np.ndarray,
-    hole_area: int, grow: str, grow_distance: int, connectivity: int,
-) -> np.ndarray:
+def _grow(seeds: np.ndarray, object_mask: np.ndarray, contour_prob: np.ndarray,
+          hole_area: int, grow: str, grow_distance: int, connectivity: int) -> np.ndarray:
     """Fill small holes and grow the seeds back into the object mask (int32 map)."""
     if not seeds.max():
         return seeds.astype(np.int32)
@@ -194,16 +191,9 @@ def instances_from_probs(
     return _grow(seeds, object_mask, cnt, int(hole_area), grow, int(grow_distance), connectivity)
 
 
-def tune_postprocess(
-    object_probs: Sequence[Any],
-    contour_probs: Sequence[Any],
-    gts: Sequence[Any],
-    *,
-    grid: Mapping[str, Sequence[Any]] | None = None,
-    metric: str = "f1",
-    split: str = "validation",
-    **fixed: Any,
-) -> tuple[dict[str, Any], pd.DataFrame]:
+def tune_postprocess(object_probs: Sequence[Any], contour_probs: Sequence[Any], gts: Sequence[Any], *,
+                     grid: Mapping[str, Sequence[Any]] | None = None, metric: str = "f1",
+                     split: str = "validation", **fixed: Any) -> tuple[dict[str, Any], pd.DataFrame]:
     """Grid-search post-processing parameters on a validation split.
 
     Args:
@@ -214,17 +204,34 @@ def tune_postprocess(
         metric: pooled ``glas_metrics`` key to optimise; ``object_hausdorff`` is
             minimised, the others maximised. Ties keep the first grid point.
         split: name of the split the data came from; names starting with "test" are
-            refused.
+            refused (thresholds tuned on a test part inflate its scores).
         **fixed: other ``instances_from_probs`` keywords held fixed (e.g. ``min_area``).
 
     Returns:
         ``(best_params, table)``: the best point's full parameters (plain Python values)
         and a DataFrame with one row per grid point (parameters, pooled metrics, and
-        ``best`` marking the chosen row), in grid order.
-
-    Work is shared across grid points: probabilities are validated once, masks are
-    computed once per threshold, seeds once per (thresholds, min_area, connectivity).
+        ``best`` marking the chosen row), in grid order. Masks and seeds are shared
+        across grid points (``_MaskCache``).
     """
+    grid = _check_tuning(grid, metric, split, fixed)
+    objs, cnts, gts = _check_maps(object_probs, contour_probs, gts)
+    defaults = {k: v.default for k, v in inspect.signature(instances_from_probs).parameters.items()
+                if v.kind is inspect.Parameter.KEYWORD_ONLY}
+    defaults.update(fixed)
+    keys = list(grid)
+    cache = _MaskCache(objs, cnts)
+    rows = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        p = {**defaults, **dict(zip(keys, values))}
+        _check_params(p)
+        res = metrics.glas_metrics(gts, cache.predict(p))
+        rows.append({**p, **{m: res[m] for m in _METRICS}})
+    return _pick_best(rows, metric, list(defaults))
+
+
+def _check_tuning(grid: Mapping[str, Sequence[Any]] | None, metric: str, split: str,
+                  fixed: Mapping[str, Any]) -> dict[str, Sequence[Any]]:
+    """Validate the split name, metric and grid/fixed keys; return the grid as a dict."""
     if not isinstance(split, str) or split.strip().lower().startswith("test"):
         raise ValueError(
             f"split={split!r}: thresholds must be tuned on a validation split, never on a test split"
@@ -238,6 +245,12 @@ def tune_postprocess(
     for key, values in grid.items():
         if isinstance(values, (str, bytes)) or len(values) == 0:
             raise ValueError(f"grid[{key!r}]: expected a non-empty sequence of values")
+    return grid
+
+
+def _check_maps(object_probs: Sequence[Any], contour_probs: Sequence[Any], gts: Sequence[Any]
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Validated float64 object / contour maps and integer ground truths, per image."""
     n = len(object_probs)
     if not (n == len(contour_probs) == len(gts)) or n == 0:
         raise ValueError(
@@ -249,35 +262,39 @@ def tune_postprocess(
     for k, (o, c) in enumerate(zip(objs, cnts)):
         if o.shape != c.shape:
             raise ValueError(f"image {k}: object_probs shape {o.shape} and contour_probs shape {c.shape} differ")
-    gts = [metrics.check_instance_map(g, f"gts[{k}]") for k, g in enumerate(gts)]
+    return objs, cnts, [metrics.check_instance_map(g, f"gts[{k}]") for k, g in enumerate(gts)]
 
-    defaults = {k: v.default for k, v in inspect.signature(instances_from_probs).parameters.items()
-                if v.kind is inspect.Parameter.KEYWORD_ONLY}
-    defaults.update(fixed)
-    keys = list(grid)
-    obj_masks: dict[float, list[np.ndarray]] = {}
-    cnt_masks: dict[float, list[np.ndarray]] = {}
-    seed_cache: dict[tuple, list[np.ndarray]] = {}
-    rows = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        p = {**defaults, **dict(zip(keys, values))}
-        _check_params(p)
+
+class _MaskCache:
+    """Threshold masks and seeds of every image, each computed once across grid points."""
+
+    def __init__(self, objs: list[np.ndarray], cnts: list[np.ndarray]) -> None:
+        self.objs, self.cnts = objs, cnts
+        self.obj_masks: dict[float, list[np.ndarray]] = {}
+        self.cnt_masks: dict[float, list[np.ndarray]] = {}
+        self.seeds: dict[tuple, list[np.ndarray]] = {}
+
+    def predict(self, p: Mapping[str, Any]) -> list[np.ndarray]:
+        """Instance maps of every image for the full parameters ``p`` (as ``instances_from_probs``)."""
         to, tc = float(p["object_threshold"]), float(p["contour_threshold"])
-        if to not in obj_masks:
-            obj_masks[to] = [o > to for o in objs]
-        if tc not in cnt_masks:
-            cnt_masks[tc] = [c > tc for c in cnts]
+        if to not in self.obj_masks:
+            self.obj_masks[to] = [o > to for o in self.objs]
+        if tc not in self.cnt_masks:
+            self.cnt_masks[tc] = [c > tc for c in self.cnts]
         skey = (to, tc, int(p["min_area"]), p["connectivity"])
-        if skey not in seed_cache:
-            seed_cache[skey] = [_seeds(om, cm, int(p["min_area"]), p["connectivity"])
-                                for om, cm in zip(obj_masks[to], cnt_masks[tc])]
-        preds = [_grow(sd, om, c, int(p["hole_area"]), p["grow"], int(p["grow_distance"]), p["connectivity"])
-                 for sd, om, c in zip(seed_cache[skey], obj_masks[to], cnts)]
-        res = metrics.glas_metrics(gts, preds)
-        rows.append({**p, **{m: res[m] for m in _METRICS}})
+        if skey not in self.seeds:
+            self.seeds[skey] = [_seeds(om, cm, int(p["min_area"]), p["connectivity"])
+                                for om, cm in zip(self.obj_masks[to], self.cnt_masks[tc])]
+        return [_grow(sd, om, c, int(p["hole_area"]), p["grow"], int(p["grow_distance"]), p["connectivity"])
+                for sd, om, c in zip(self.seeds[skey], self.obj_masks[to], self.cnts)]
+
+
+def _pick_best(rows: list[dict[str, Any]], metric: str, keys: list[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The tuning table with its ``best`` column, and the best row's parameters ``keys``
+    as plain Python values (first row among ties)."""
     table = pd.DataFrame(rows)
     scores = table[metric].to_numpy(float)
     best = int(np.argmin(scores) if metric in _LOWER_IS_BETTER else np.argmax(scores))
     table["best"] = np.arange(len(table)) == best
-    best_params = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in table.iloc[best][list(defaults)].items()}
+    best_params = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in table.iloc[best][keys].items()}
     return best_params, table
