@@ -7,10 +7,12 @@ Conventions
   at the input resolution, whatever ``scale`` the network saw.
 - An ensemble's ``object`` / ``contour`` maps are the mean of the members'
   probabilities; ``member_object`` keeps each member's object probability (K, H, W),
-  from which suggestive annotation derives its uncertainty (std over members).
+  from which suggestive annotation derives its uncertainty (pixel mean of the
+  across-member standard deviation, docs/method.md §5).
 - ``descriptor`` is the mean of the members' descriptors (spatial mean of the last
   encoder map). When an image is tiled, each member's descriptor is the area-weighted
-  mean of its tile descriptors (an approximation of the whole-image one).
+  mean of its tile descriptors (an approximation of the whole-image one; the model and
+  its descriptor are described in docs/method.md §3).
 
 Images with a side over ``tile + overlap`` pixels are cut into tiles of ``tile`` pixels
 overlapping by at least ``overlap`` pixels; tile origins are multiples of ``align`` (the network's total down-sampling)
@@ -21,10 +23,12 @@ Example
 -------
 >>> import numpy as np
 >>> from qfcn import infer, models
->>> net = models.SAFCN(width=0.125, n_stages=3)          # doctest: +SKIP
->>> out = infer.predict(net, np.zeros((100, 120, 3), np.uint8))   # doctest: +SKIP
->>> out["object"].shape, out["member_object"].shape       # doctest: +SKIP
-((100, 120), (1, 100, 120))
+>>> net = models.SAFCN(width=0.125, n_stages=3)
+>>> out = infer.predict(net, np.zeros((100, 120, 3), np.uint8), device="cpu")
+>>> out["object"].shape, out["member_object"].shape, out["descriptor"].shape
+((100, 120), (1, 100, 120), (16,))
+>>> out["object"].dtype, bool(0.0 <= out["object"].min() <= out["object"].max() <= 1.0)
+(dtype('float32'), True)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 __all__ = ["blend_window", "predict", "predict_dataset", "resolve_device", "tile_starts"]
 
@@ -262,8 +267,6 @@ def predict_dataset(models: nn.Module | Sequence[nn.Module], samples: Sequence[A
     members = _as_list(models)
     align = _align(members, align)
     dev = resolve_device(device)
-    from tqdm import tqdm
-
     out: list[dict[str, Any]] = []
     with _on_device(members, dev, channels_last) as ms:
         for s in tqdm(samples, desc="predict", disable=not progress, leave=False):

@@ -1,6 +1,6 @@
 """The suggestive-annotation FCN (SA FCN, Yang et al. 2017) used throughout the study.
 
-Architecture (STUDY.md section 3):
+Architecture (docs/method.md §3):
 
 - Input normalisation: ``x`` is float RGB in ``[0, 1]`` with shape ``(N, C, H, W)``; the
   model computes ``(x - 0.5) / 0.25`` internally (fixed constants, nothing learned,
