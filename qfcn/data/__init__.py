@@ -6,7 +6,8 @@ validation / bootstrap splits. This module is the public API: callers write
 Modules: :mod:`~qfcn.data.glas` (loader, manifest, targets), :mod:`~qfcn.data.crops`
 (training crops), :mod:`~qfcn.data.augment` (stain jitter, elastic warps),
 :mod:`~qfcn.data.splits`, :mod:`~qfcn.data.synth` (generator and writer, drawing from
-``synth_shapes``, ``synth_glands``, ``synth_stroma``, ``synth_artefacts``, ``synth_stain``).
+``synth_shapes``, ``synth_glands``, ``synth_stroma``, ``synth_artefacts``, ``synth_stain``)
+and :mod:`~qfcn.data.prepare` (the study's data step).
 
 >>> from qfcn import data
 >>> data.SPLIT_PREFIXES["test_a"], data.is_test(data.Sample("testA_1", "test_a", None, None))
@@ -28,6 +29,7 @@ from qfcn.data.glas import (
     read_image,
     read_instances,
 )
+from qfcn.data.prepare import check_data_params, contour_width_px, prepare_glas
 from qfcn.data.splits import bootstrap_resample, is_test, member_seed, split_validation
 from qfcn.data.synth import GENERATOR_VERSION, draw_split_image, make_glas, render_image
 from qfcn.data.synth_shapes import count_touching_pairs
@@ -41,6 +43,8 @@ __all__ = [
     "GlasFormatError",
     "Sample",
     "bootstrap_resample",
+    "check_data_params",
+    "contour_width_px",
     "count_touching_pairs",
     "draw_split_image",
     "gland_areas",
@@ -50,6 +54,7 @@ __all__ = [
     "make_glas",
     "member_seed",
     "object_contour_targets",
+    "prepare_glas",
     "read_grades",
     "read_image",
     "read_instances",
