@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from qfcn import data, synth
+from qfcn import data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,11 +32,11 @@ def main() -> dict:
     for scale, n in ((1.0, 6), (0.5, 12)):
         t = time.perf_counter()
         for i in range(n):
-            synth.draw_split_image(0, "train", i + 1, grade=("benign", "malignant")[i % 2], scale=scale)
+            data.draw_split_image(0, "train", i + 1, grade=("benign", "malignant")[i % 2], scale=scale)
         out[f"generator_s_per_image_scale_{scale}"] = round((time.perf_counter() - t) / n, 4)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        root = synth.make_glas(Path(tmp) / "glas", n_train=12, n_test_a=4, n_test_b=4, scale=1.0)
+        root = data.make_glas(Path(tmp) / "glas", n_train=12, n_test_a=4, n_test_b=4, scale=1.0)
         out["make_glas_s_per_image_scale_1.0_with_writes"] = round((time.perf_counter() - t) / 20, 4)
         t = time.perf_counter()
         ds = data.load_glas(root)

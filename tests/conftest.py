@@ -1,4 +1,5 @@
-"""Small fixtures for the data and synth tests: hand-written GlaS-layout folders."""
+"""Shared fixtures for every test folder: hand-written GlaS-layout folders (glas_writer) and a
+one-thread torch setting for tiny networks (one_thread)."""
 
 from __future__ import annotations
 

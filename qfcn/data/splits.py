@@ -1,6 +1,14 @@
 """Training-image splits: a validation split carved from annotated training images, and the
-bootstrap resamples and seeds of ensemble members. Test splits are refused. Re-exported by
-:mod:`qfcn.train`.
+bootstrap resamples and seeds of ensemble members (docs/method.md §2, §5). Test splits are
+refused: :func:`is_test` tells a test sample by its ``split`` attribute.
+
+>>> from types import SimpleNamespace as S
+>>> train = [S(name=f"train_{i}", split="train") for i in range(5)]
+>>> fit, val = split_validation(train, 0.4, seed=0)
+>>> len(fit), len(val)
+(3, 2)
+>>> len(bootstrap_resample(train, 0, 1)), is_test(S(split="test_a")), is_test(train[0])
+(5, True, False)
 """
 from __future__ import annotations
 
@@ -9,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-def _is_test(sample: Any) -> bool:
+
+def is_test(sample: Any) -> bool:
+    """True when ``sample.split`` starts with 'test' (any case): such samples never train or validate."""
     return str(getattr(sample, "split", "")).lower().startswith("test")
 
 
@@ -18,7 +28,7 @@ def split_validation(samples: Sequence[Any], fraction: float, seed: int) -> tupl
     from annotated TRAINING samples, drawn from ``seed``; both parts keep the input order.
     Samples whose split starts with 'test' are refused (ValueError)."""
     samples = list(samples)
-    tests = [getattr(s, "name", "?") for s in samples if _is_test(s)]
+    tests = [getattr(s, "name", "?") for s in samples if is_test(s)]
     if tests:
         raise ValueError(f"split_validation: test samples must never be used for validation, got {tests[:5]}")
     if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):

@@ -1,4 +1,5 @@
-"""Tests for qfcn.synth: rendering, determinism, difficulty ordering, safe writes."""
+"""Tests for the synthetic GlaS generator (qfcn.data.synth and its pieces): rendering,
+determinism, difficulty ordering, safe writes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from scipy import ndimage
 from skimage.color import rgb2hed
 
-from qfcn import data, synth
+from qfcn import data
+from qfcn.data import synth
 
 TINY = {"n_train": 4, "n_test_a": 2, "n_test_b": 2, "scale": 0.25}
 

@@ -1,6 +1,6 @@
-"""GlaS-layout loader, gland object / contour targets and a seeded training-crop dataset.
+"""GlaS-layout loader, data manifest and gland object / contour targets (docs/method.md §2).
 
-Layout (GlaS / Warwick-QU, also written by :func:`qfcn.synth.make_glas`): one flat folder
+Layout (GlaS / Warwick-QU, also written by :func:`qfcn.data.make_glas`): one flat folder
 with ``train_<i>.bmp``, ``testA_<i>.bmp``, ``testB_<i>.bmp`` (RGB), each paired with
 ``<name>_anno.bmp`` (instance map: 0 background, one integer per gland; a 3-channel map
 with equal channels is accepted) and ``Grade.csv`` (columns ``name``, ``patient ID``,
@@ -13,11 +13,13 @@ relabelled (touching glands stay distinct). Split names: 'train', 'test_a', 'tes
 Example::
 
     >>> import tempfile
-    >>> from qfcn import data, synth
-    >>> root = synth.make_glas(tempfile.mkdtemp() + "/glas", n_train=2, n_test_a=1, n_test_b=1, scale=0.25)
+    >>> from qfcn import data
+    >>> root = data.make_glas(tempfile.mkdtemp() + "/glas", n_train=2, n_test_a=1, n_test_b=1, scale=0.25)
     >>> ds = data.load_glas(root)
     >>> ds.train[0].name, ds.train[0].image.dtype, ds.train[0].instances.dtype
     ('train_1', dtype('uint8'), dtype('int32'))
+    >>> len(data.glas_manifest(root)["hash"])
+    64
 """
 
 from __future__ import annotations
@@ -25,21 +27,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 from skimage.morphology import disk
 from skimage.segmentation import relabel_sequential
-
-from qfcn.augment import elastic_field, stain_jitter_hed, warp, window
 
 #: split name -> file prefix, in GlaS order
 SPLIT_PREFIXES: dict[str, str] = {"train": "train", "test_a": "testA", "test_b": "testB"}
@@ -273,107 +270,19 @@ def object_contour_targets(instances: np.ndarray, contour_width: int = 3) -> tup
     return obj, obj & (hi != lo)
 
 
-def to_tensor_image(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> float32 tensor (3, H, W) in [0, 1]."""
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8, got shape {arr.shape} {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
+def gland_areas(dataset: GlasDataset) -> list[dict]:
+    """One record per gland of every split: ``{'split', 'image', 'grade', 'area'}`` (area in
+    pixels), in split then image then label order.
 
-
-# --------------------------------------------------------------------------- crops
-class GlasCrops(torch.utils.data.Dataset):
-    """Seeded random training crops with augmentation and object / contour targets.
-
-    Item ``i`` of epoch ``e`` depends on ``(seed, e, i)`` only (no global RNG) and comes
-    from ``samples[i % len(samples)]`` (repeats allowed, e.g. a bootstrap). It is a dict of
-    float32 tensors: 'image' (3, c, c) in [0, 1], 'object', 'contour', 'valid' (c, c);
-    'valid' is 1 on real pixels and 0 on padding (images smaller than the crop are
-    padded with zeros, not rejected; targets are 0 there). The crop position is uniform
-    over the image (also without augmentation); crops of images >= the crop lie inside it.
-
-    Augmentation (``augment=True``): random flips and 90-degree rotations, an elastic
-    deformation (``elastic``; :func:`qfcn.augment.elastic_field` with control points every
-    ``elastic_spacing`` px and displacement std drawn from ``elastic_magnitude`` px; one
-    field for all, :func:`qfcn.augment.warp` bilinear for the image, nearest for labels),
-    HED stain jitter (``stain_jitter``, see :func:`qfcn.augment.stain_jitter_hed`). MONAI's
-    ``Rand2DElasticd`` was measured first: deterministic but 45 ms per 256 crop on one
-    thread (over 100 ms with two busy cores) against ~10-15 ms for this single-threaded
-    scipy path. The window (crop plus a margin for the elastic field and the contour
-    band) is cut first; image and INSTANCE map are deformed together, then the
-    targets are derived, so contours between touching glands stay right.
+    >>> inst = np.zeros((4, 4), np.int32); inst[:2, :2] = 1; inst[3, 3] = 2
+    >>> ds = GlasDataset(Path("."), [Sample("train_1", "train", np.zeros((4, 4, 3), np.uint8), inst)], [], [])
+    >>> [r["area"] for r in gland_areas(ds)]
+    [4, 1]
     """
-
-    def __init__(self, samples: Sequence, *, crop_size: int = 256, n_crops: int | None = None, seed: int = 0,
-                 augment: bool = True, contour_width: int = 3, elastic: bool = True,
-                 stain_jitter: float = 0.05, elastic_spacing: float = 48.0,
-                 elastic_magnitude: tuple[float, float] = (1.0, 3.0)) -> None:
-        if len(samples) == 0:
-            raise ValueError("samples is empty: GlasCrops needs at least one Sample")
-        if int(crop_size) < 8:
-            raise ValueError(f"crop_size must be >= 8 pixels, got {crop_size}")
-        if not 0.0 <= stain_jitter < 1.0:
-            raise ValueError(f"stain_jitter must be in [0, 1), got {stain_jitter}")
+    rows = []
+    for split, samples in dataset.splits.items():
         for s in samples:
-            if s.image.shape[:2] != s.instances.shape or s.image.ndim != 3:
-                raise ValueError(f"sample {getattr(s, 'name', '?')}: image {s.image.shape} and instances "
-                                 f"{s.instances.shape} must be (H, W, 3) and (H, W)")
-        self.samples = list(samples)
-        self.crop_size = int(crop_size)
-        self.n_crops = len(self.samples) if n_crops is None else int(n_crops)
-        if self.n_crops < 1:
-            raise ValueError(f"n_crops must be >= 1, got {n_crops}")
-        self.seed, self.epoch = int(seed), 0
-        self.augment, self.elastic, self.stain_jitter = bool(augment), bool(elastic), float(stain_jitter)
-        self.contour_width = int(contour_width)
-        self._t_margin = self.contour_width + 1
-        self._e_margin = math.ceil(4 * elastic_magnitude[1]) + 2 if (augment and elastic) else 0
-        self._elastic_spacing = float(elastic_spacing)
-        self._elastic_magnitude = (float(elastic_magnitude[0]), float(elastic_magnitude[1]))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch: items are drawn from (seed, epoch, index)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.n_crops
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if not 0 <= i < self.n_crops:
-            raise IndexError(f"item {i} out of range for {self.n_crops} crops")
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(i)]))
-        s = self.samples[i % len(self.samples)]
-        c, mt, me = self.crop_size, self._t_margin, self._e_margin
-        h, w = s.instances.shape
-        y0 = int(rng.integers(0, h - c + 1)) if h >= c else -int(rng.integers(0, c - h + 1))
-        x0 = int(rng.integers(0, w - c + 1)) if w >= c else -int(rng.integers(0, c - w + 1))
-        m = mt + me
-        size = c + 2 * m
-        img = window(s.image, y0 - m, x0 - m, size, "constant").astype(np.float32) / 255.0
-        inst = window(s.instances, y0 - m, x0 - m, size, "edge")
-        valid = window(np.ones((h, w), np.uint8), y0 - m, x0 - m, size, "constant")
-        if self.augment:
-            k, fy, fx = int(rng.integers(4)), bool(rng.integers(2)), bool(rng.integers(2))
-            arrs = [np.rot90(a, k, axes=(0, 1)) for a in (img, inst, valid)]
-            if fy:
-                arrs = [a[::-1] for a in arrs]
-            if fx:
-                arrs = [a[:, ::-1] for a in arrs]
-            img, inst, valid = arrs
-        if me > 0:
-            fld = elastic_field(rng, c + 2 * mt, self._elastic_spacing, self._elastic_magnitude)
-            img, inst, valid = warp([np.ascontiguousarray(img), np.ascontiguousarray(inst),
-                                     np.ascontiguousarray(valid)], fld, me, (1, 0, 0))
-        else:
-            sl = np.s_[me:me + c + 2 * mt, me:me + c + 2 * mt]
-            img, inst, valid = img[sl], inst[sl], valid[sl]
-        if self.augment and self.stain_jitter > 0:
-            img = stain_jitter_hed(np.clip(img, 0, 1), rng, self.stain_jitter)
-        obj, con = object_contour_targets(np.ascontiguousarray(inst, dtype=np.int32), self.contour_width)
-        core = np.s_[mt:mt + c, mt:mt + c]
-        v = valid[core].astype(np.float32)
-        img = np.clip(img[core], 0, 1) * v[..., None]
-        return {"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)),
-                "object": torch.from_numpy(obj[core].astype(np.float32) * v),
-                "contour": torch.from_numpy(con[core].astype(np.float32) * v),
-                "valid": torch.from_numpy(v)}
+            areas = np.bincount(s.instances.ravel())[1:]
+            for a in areas[areas > 0]:
+                rows.append(dict(split=split, image=s.name, grade=s.grade, area=int(a)))
+    return rows

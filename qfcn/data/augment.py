@@ -1,7 +1,14 @@
-"""Augmentation pieces for gland crops: HED stain jitter, smooth elastic fields, warping.
+"""Augmentation pieces for gland crops: HED stain jitter, smooth elastic fields, warping
+(docs/method.md §2).
 
 All functions take an explicit ``np.random.Generator`` (no global RNG) and work on
 (H, W[, C]) numpy arrays; they are used by :class:`qfcn.data.GlasCrops`.
+
+>>> rng = np.random.default_rng(0)
+>>> elastic_field(rng, 16, 8.0, (1.0, 2.0)).shape
+(2, 16, 16)
+>>> window(np.arange(9).reshape(3, 3), -1, 1, 3, "constant").tolist()
+[[0, 0, 0], [1, 2, 0], [4, 5, 0]]
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+from scipy.interpolate import CubicSpline
 from skimage.color import hed_from_rgb, rgb_from_hed
 
 _LOG_ADJUST = np.float32(np.log(1e-6))
@@ -36,7 +44,6 @@ def stain_jitter_hed(image: np.ndarray, rng: np.random.Generator, sigma: float) 
 @functools.lru_cache(maxsize=16)
 def _cubic_weights(out_size: int, n: int) -> np.ndarray:
     """(out_size, n) natural cubic-spline weights from n control points spanning the window."""
-    from scipy.interpolate import CubicSpline
     spline = CubicSpline(np.linspace(0, out_size - 1, n), np.eye(n), bc_type="natural")
     return spline(np.arange(out_size)).astype(np.float32)
 
