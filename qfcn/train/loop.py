@@ -1,10 +1,7 @@
 """One training run: the loop over phases, checkpoints and resume (:func:`train_model`).
 
-The phases and their files are described in :mod:`qfcn.train`. Determinism: on CPU the same
-config and data give the same weights and history, in one go or interrupted and resumed: crops
-come from ``(seed, epoch, index)``, the batch order of an epoch from ``(seed, epoch)``, the
-network from ``torch.manual_seed(seed)`` inside a forked RNG, and the RNG state is checkpointed
-with the model, optimizer and quantizer state.
+The phases, files and determinism of a run are described in :mod:`qfcn.train`; the RNG state
+is checkpointed with the model, optimizer and quantizer state, so a resumed run is identical.
 
 >>> cfg = TrainConfig(scheme="uniform", bits=5, float_steps=20, retrain_steps=10)
 >>> [(p.name, p.steps) for p in _plan(cfg, skip_float=False)]
