@@ -1,9 +1,8 @@
-"""Tests of qfcn.train: config validation, determinism, resume, INQ phases, ensembles."""
+"""Tests of qfcn.train's runs: loss, determinism, resume, INQ phases, validation."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 
@@ -11,38 +10,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from train_tiny import make_samples, tiny_cfg
 
 from qfcn import data, quant, train
 
-TINY = {"width": 0.125, "n_stages": 3}
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_samples(n: int = 3, h: int = 72, w: int = 80, seed: int = 0, split: str = "train") -> list:
-    """Pink discs (glands) on a pale background, with an instance map."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    out = []
-    for k in range(n):
-        inst = np.zeros((h, w), np.int32)
-        img = np.full((h, w, 3), 225, np.uint8)
-        for g in range(1, 4):
-            cy, cx, r = rng.integers(12, h - 12), rng.integers(12, w - 12), rng.integers(6, 11)
-            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-            inst[disc] = g
-            img[disc] = (160, 70, 150)
-        img = np.clip(img.astype(int) + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
-        out.append(data.Sample(name=f"{split}_{k + 1}", split=split, image=img, instances=inst, grade="benign"))
-    return out
-
-
-def tiny_cfg(**kw) -> train.TrainConfig:
-    base = {"model": TINY, "crop_size": 32, "batch_size": 2, "n_crops": 8, "float_steps": 4, "retrain_steps": 2,
-            "ckpt_every": 2, "device": "cpu", "lr": 3e-3, "retrain_lr": 1e-3, "augment": False}
-    base.update(kw)
-    return train.TrainConfig(**base)
 
 
 @pytest.fixture(scope="module")
@@ -69,52 +41,6 @@ def inq_run(samples, tmp_path_factory):
     return res, records, cfg, out
 
 
-# ------------------------------------------------------------------ config
-def test_config_defaults_and_roundtrip():
-    cfg = train.TrainConfig()
-    again = train.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert again == cfg
-    assert isinstance(again.iterative_steps, tuple)
-    assert train.TrainConfig(scheme="inq", bits=32).scheme == "float"  # 32 bits means float
-
-
-@pytest.mark.parametrize("bad", [
-    {"lr": 0.0}, {"float_steps": -1}, {"batch_size": 0}, {"scheme": "ternary"}, {"scheme": "inq", "bits": 9},
-    {"optimizer": "rmsprop"}, {"schedule": "step"}, {"iterative_steps": [0.5, 0.4, 1.0]},
-    {"iterative_steps": [0.5, 0.75]}, {"scheme": "inq", "bits": 5, "control_steps": 3}, {"bf16": 1},
-    {"crop_size": 64.0}, {"model": "tiny"}, {"device": "tpu"},
-])
-def test_config_rejects_bad_values(bad):
-    with pytest.raises(ValueError):
-        train.TrainConfig(**bad)
-
-
-def test_from_dict_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown keys.*learning_rate"):
-        train.TrainConfig.from_dict({"learning_rate": 0.1})
-
-
-def test_extra_steps_and_float_control():
-    inq = train.TrainConfig(scheme="inq", bits=5, retrain_steps=10)  # 4 partitions -> 3 retrainings
-    uni = train.TrainConfig(scheme="uniform", bits=5, retrain_steps=10)
-    assert train.extra_steps(inq) == train.extra_steps(uni) == 30
-    ctl = train.float_control_config(inq)
-    assert (ctl.scheme, ctl.bits, ctl.control_steps) == ("float", 32, 30)
-    assert train.extra_steps(ctl) == 0
-    assert [(p.name, p.steps) for p in train._plan(inq, False)] == [
-        ("float", 200), ("inq_1", 10), ("inq_2", 10), ("inq_3", 10), ("inq_4", 0)]
-    assert [(p.name, p.steps) for p in train._plan(uni, True)] == [("uniform_1", 30)]
-
-
-def test_lr_schedules():
-    assert train.lr_at("constant", 0.1, 7, 10) == 0.1
-    assert train.lr_at("cosine", 1.0, 0, 10) == 1.0
-    assert train.lr_at("cosine", 1.0, 5, 10) == pytest.approx(0.5)
-    assert train.lr_at("poly", 1.0, 5, 10) == pytest.approx(0.5 ** 0.9)
-    with pytest.raises(ValueError):
-        train.lr_at("linear", 1.0, 0, 1)
-
-
 def test_segmentation_loss_hand_values():
     zeros = torch.zeros(1, 1, 2, 2)
     t_obj = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
@@ -126,30 +52,6 @@ def test_segmentation_loss_hand_values():
     valid = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
     loss = train.segmentation_loss(obj, zeros, t_obj, t_con, valid, 1.0)
     assert float(loss) == pytest.approx(2 * math.log(2))
-
-
-# ------------------------------------------------------------------ samples
-def test_split_validation(samples):
-    many = make_samples(10, h=32, w=32, seed=1)
-    tr, va = train.split_validation(many, 0.2, seed=3)
-    assert len(va) == 2 and len(tr) == 8
-    assert {s.name for s in tr} | {s.name for s in va} == {s.name for s in many}
-    assert not {s.name for s in tr} & {s.name for s in va}
-    assert [s.name for s in train.split_validation(many, 0.2, seed=3)[1]] == [s.name for s in va]
-    with pytest.raises(ValueError, match="test"):
-        train.split_validation(many + make_samples(1, 32, 32, split="testA"), 0.2, seed=0)
-    with pytest.raises(ValueError, match="fraction"):
-        train.split_validation(many, 1.5, seed=0)
-
-
-def test_bootstrap_resample_is_deterministic(samples):
-    many = make_samples(8, h=32, w=32)
-    a = [s.name for s in train.bootstrap_resample(many, 0, 1)]
-    assert a == [s.name for s in train.bootstrap_resample(many, 0, 1)]
-    assert len(a) == 8 and len(set(a)) < 8  # with replacement: 8 draws from 8 almost surely repeat
-    members = {tuple(s.name for s in train.bootstrap_resample(many, 0, m)) for m in range(4)}
-    assert len(members) == 4
-    assert len({train.member_seed(0, m) for m in range(5)}) == 5
 
 
 # ------------------------------------------------------------------ training runs
@@ -257,21 +159,6 @@ def test_loss_decreases_when_overfitting_one_image(tmp_path):
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 
-def test_train_ensemble_trains_distinct_members(samples, tmp_path):
-    cfg = tiny_cfg(float_steps=2)
-    res = train.train_ensemble(samples, cfg, k=2, out_dir=tmp_path, progress=False)
-    assert len(res) == 2 and all((tmp_path / f"member_{m}" / "done.json").is_file() for m in range(2))
-    w0, w1 = (r.model.state_dict()["stem.0.weight"] for r in res)
-    assert not torch.equal(w0, w1)
-    assert res[1].config.seed == train.member_seed(cfg.seed, 1)
-    # warm start from the previous stage: one checkpoint per member
-    res2 = train.train_ensemble(samples, cfg, k=2, out_dir=tmp_path / "stage2", init=[r.final_path for r in res],
-                                progress=False)
-    assert [h["phase"] for h in res2[0].history if "loss" in h] == ["float"] * 2
-    with pytest.raises(ValueError, match="one per member"):
-        train.train_ensemble(samples, cfg, k=3, out_dir=tmp_path / "x", init=[r.final_path for r in res])
-
-
 def test_bad_inputs(samples, tmp_path):
     with pytest.raises(ValueError, match="val_samples"):
         train.train_model(samples, tiny_cfg(select_best=True), out_dir=tmp_path, progress=False)
@@ -292,29 +179,8 @@ def test_select_best_restores_best_float_weights(samples, tmp_path):
     sel = next(h for h in res.history if "selected_step" in h)
     best = min(vals, key=lambda h: h["val_loss"])
     assert sel["selected_step"] == best["step"]
-    again = train.evaluate(res.model, samples[:1], device="cpu")
+    again = train.validation_scores(res.model, samples[:1], device="cpu")
     assert again["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
-
-
-def test_recalibrate_bn_and_post_training_quantize(samples):
-    torch.manual_seed(0)
-    from qfcn.models import SAFCN
-
-    net = SAFCN(**TINY).eval()
-    ptq = train.post_training_quantize(net, "inq", 5)
-    for (name, m), (_, m0) in zip(quant.quantized_layers(ptq), quant.quantized_layers(net)):
-        assert torch.equal(quant.inq_quantize(m.weight, 5), m.weight)
-        assert not torch.equal(m.weight, m0.weight)  # the input model is untouched
-    before = {k: v.clone() for k, v in ptq.state_dict().items()}
-    cfg = tiny_cfg()
-    train.recalibrate_bn(ptq, samples, cfg, n_batches=2)
-    after = ptq.state_dict()
-    assert not torch.equal(before["stem.1.running_mean"], after["stem.1.running_mean"])
-    assert torch.equal(before["stem.0.weight"], after["stem.0.weight"])
-    assert int(after["stem.1.num_batches_tracked"]) == 2
-    again = train.recalibrate_bn(train.post_training_quantize(net, "inq", 5), samples, cfg, n_batches=2)
-    assert torch.equal(again.state_dict()["stem.1.running_var"], after["stem.1.running_var"])
-    assert isinstance(ptq, nn.Module) and not ptq.training
 
 
 def test_workers_bf16_and_channels_last(samples, tmp_path):
@@ -327,3 +193,23 @@ def test_workers_bf16_and_channels_last(samples, tmp_path):
     losses = [h["loss"] for h in fast.history if "loss" in h]
     assert len(losses) == 6 and all(np.isfinite(losses))
     assert fast.model.stem[0].weight.is_contiguous()
+
+
+class HalfObject(nn.Module):
+    """Object logit +5 on the left half of the image, -5 elsewhere; contour logit 0."""
+
+    def forward(self, x):
+        obj = torch.full_like(x[:, :1], -5.0)
+        obj[..., : x.shape[-1] // 2] = 5.0
+        return obj, torch.zeros_like(obj)
+
+
+def test_validation_scores_pixel_dice_by_hand():
+    s = data.Sample("train_1", "train", np.full((8, 8, 3), 200, np.uint8), np.zeros((8, 8), np.int32))
+    s.instances[0:4, 0:8] = 1  # 32 gland pixels; the prediction is the 32-pixel left half
+    out = train.validation_scores(HalfObject(), [s], device="cpu")
+    assert out["val_dice"] == 2 * 16 / (32 + 32)
+    s.instances[:] = 0  # empty ground truth: Dice 0 against a non-empty prediction
+    assert train.validation_scores(HalfObject(), [s], device="cpu")["val_dice"] == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        train.validation_scores(HalfObject(), [], device="cpu")

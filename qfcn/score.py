@@ -3,8 +3,14 @@
 :func:`evaluate_ensemble` predicts the validation images, tunes the post-processing
 thresholds on them (:func:`qfcn.postprocess.tune_postprocess`, never on a test split),
 applies the tuned thresholds to every other split and computes :func:`qfcn.metrics.glas_metrics`
-(pooled and per image) for each. Areas (``min_area``, ``hole_area``) are given in pixels of a
-GlaS image at scale 1.0 and scaled by ``scale**2`` to the data's pixel size.
+(pooled and per image) for each (docs/method.md §6). Areas (``min_area``, ``hole_area``) are
+given in pixels of a GlaS image at scale 1.0 and scaled by ``scale**2`` to the data's pixel
+size. :func:`evaluate_variants` scores every ensemble of notebook 04 and
+:func:`variant_entries` turns the scores into the ``variants`` part of ``metrics.json``;
+:data:`PAPER_ROWS` holds the scores the paper reports.
+
+>>> scaled_areas(0.5)
+{'min_area': 12, 'hole_area': 125}
 """
 from __future__ import annotations
 
@@ -13,7 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from qfcn import infer, metrics, postprocess
+from qfcn import infer, metrics, postprocess, train
+
+#: The paper's reported GlaS scores (docs/method.md §1): object F1, object Dice and object
+#: Hausdorff on Test A / Test B, transcribed from the paper (unverified), on real GlaS.
+PAPER_ROWS: tuple[dict[str, Any], ...] = (
+    dict(method="CUMedVision (DCAN), reported on real GlaS", f1_A=0.912, f1_B=0.716, dice_A=0.897, dice_B=0.781,
+         haus_A=45.418, haus_B=160.347),
+    dict(method="SA full training set, reported on real GlaS", f1_A=0.921, f1_B=0.855, dice_A=0.904, dice_B=0.858,
+         haus_A=44.736, haus_B=96.976),
+    dict(method="QSA + NTQ 5 FCNs, reported on real GlaS", f1_A=0.930, f1_B=0.862, dice_A=0.914, dice_B=0.859,
+         haus_A=41.783, haus_B=97.390),
+)
 
 
 def scaled_areas(scale: float, min_area: int = 50, hole_area: int = 500) -> dict[str, int]:
@@ -71,3 +88,38 @@ def n_glands(samples: Sequence[Any]) -> int:
     """Number of ground-truth glands over ``samples`` (:attr:`qfcn.data.Sample.n_glands`: the
     loader relabels every instance map to 1..n)."""
     return sum(s.n_glands for s in samples)
+
+
+def evaluate_variants(ensembles: Mapping[str, Any], splits: Mapping[str, Sequence[Any]], *, val: Sequence[Any],
+                      main: str, scale: float = 1.0, min_area: int = 50,
+                      progress: bool = False) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_ensemble` of every ensemble (``{name: models}``, in order), thresholds tuned
+    on ``val`` for each; only the ``main`` one keeps its instance maps (``keep_instances``)."""
+    return {name: evaluate_ensemble(models, splits, val=val, scale=scale, min_area=min_area,
+                                    keep_instances=(name == main), progress=progress)
+            for name, models in ensembles.items()}
+
+
+def variant_scores(results: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (variant, split): ``variant, split, f1, object_dice, object_hausdorff, n_gt``."""
+    return [dict(variant=name, split=split, f1=m["f1"], object_dice=m["object_dice"],
+                 object_hausdorff=m["object_hausdorff"], n_gt=m["n_gt"])
+            for name, r in results.items() for split, m in r["splits"].items()]
+
+
+def variant_entries(ensembles: Mapping[str, Sequence[Any]], results: Mapping[str, dict[str, Any]], *,
+                    sizes: Mapping[str, dict[str, Any]], size_table: Sequence[dict[str, Any]], ntq_scheme: str,
+                    ntq_bits: int) -> dict[str, dict[str, Any]]:
+    """The ``variants`` part of ``metrics.json``: per variant ``scheme, bits`` (:func:`qfcn.train.scheme_bits`),
+    ``n_members``, the tuned ``thresholds``, ``weight_bytes`` / ``file_bytes`` (its packed first member
+    from ``sizes``; float variants: the float32 sizes of the first ``size_table`` row) and ``splits``
+    (the :func:`qfcn.metrics.glas_metrics` dicts)."""
+    out = {}
+    for name, r in results.items():
+        scheme, bits = train.scheme_bits(name, ntq_scheme, ntq_bits)
+        rep = sizes.get(name, {})
+        out[name] = dict(scheme=scheme, bits=bits, n_members=len(ensembles[name]), thresholds=r["thresholds"],
+                         weight_bytes=rep.get("weight_bytes", size_table[0]["float32_weight_bytes"]),
+                         file_bytes=rep.get("file_bytes", size_table[0]["float32_checkpoint_bytes"]),
+                         splits=r["splits"])
+    return out

@@ -1,8 +1,12 @@
 """Training configuration: every parameter of a training run as literals, checked on creation.
 
 :class:`TrainConfig` is what notebooks build from their parameters; :func:`extra_steps` and
-:func:`float_control_config` define the float control of a quantized run; :func:`lr_at` is the
-learning-rate schedule within a phase. Re-exported by :mod:`qfcn.train`.
+:func:`float_control_config` define the float control of a quantized run (docs/method.md §7);
+:func:`lr_at` is the learning-rate schedule within a phase. Part of :mod:`qfcn.train`'s API.
+
+>>> cfg = TrainConfig(scheme="inq", bits=5, retrain_steps=10)
+>>> extra_steps(cfg), float_control_config(cfg).control_steps
+(30, 30)
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qfcn import infer
+from qfcn import infer, quant
 from qfcn.io import to_jsonable
 
 _OPTIMIZERS = ("adam", "sgd")
@@ -26,6 +30,34 @@ _RUNTIME_FIELDS = ("device", "num_workers", "ckpt_every")
 
 def _default_model() -> dict[str, Any]:
     return {"width": 0.25, "n_stages": 4}
+
+
+def _need_int(cfg: Any, name: str, lo: int) -> None:
+    v = getattr(cfg, name)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"TrainConfig.{name}: expected an int >= {lo}, got {v!r}")
+
+
+def _need_float(cfg: Any, name: str, lo: float, lo_open: bool, hi: float = math.inf) -> None:
+    """Check a finite number in (lo, hi] or [lo, hi] and store it as a float."""
+    v = getattr(cfg, name)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok:
+        ok = (v > lo if lo_open else v >= lo) and v <= hi
+    if not ok:
+        rel = ">" if lo_open else ">="
+        raise ValueError(f"TrainConfig.{name}: expected a finite number {rel} {lo}, got {v!r}")
+    object.__setattr__(cfg, name, float(v))
+
+
+def _need_choice(cfg: Any, name: str, choices: Sequence[str]) -> None:
+    if getattr(cfg, name) not in choices:
+        raise ValueError(f"TrainConfig.{name}: expected one of {list(choices)}, got {getattr(cfg, name)!r}")
+
+
+def _need_bool(cfg: Any, name: str) -> None:
+    if not isinstance(getattr(cfg, name), bool):
+        raise ValueError(f"TrainConfig.{name}: expected True or False, got {getattr(cfg, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -70,51 +102,26 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        from qfcn import quant
-
-        def need_int(name: str, lo: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"TrainConfig.{name}: expected an int >= {lo}, got {v!r}")
-
-        def need_float(name: str, lo: float, lo_open: bool, hi: float = math.inf) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if ok:
-                ok = (v > lo if lo_open else v >= lo) and v <= hi
-            if not ok:
-                rel = ">" if lo_open else ">="
-                raise ValueError(f"TrainConfig.{name}: expected a finite number {rel} {lo}, got {v!r}")
-            object.__setattr__(self, name, float(v))
-
-        def need_choice(name: str, choices: Sequence[str]) -> None:
-            if getattr(self, name) not in choices:
-                raise ValueError(f"TrainConfig.{name}: expected one of {list(choices)}, got {getattr(self, name)!r}")
-
-        def need_bool(name: str) -> None:
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name}: expected True or False, got {getattr(self, name)!r}")
-
         if not isinstance(self.model, dict):
             raise ValueError(f"TrainConfig.model: expected a dict of SAFCN arguments, got {self.model!r}")
         object.__setattr__(self, "model", dict(self.model))
         for name in ("crop_size", "batch_size", "ckpt_every", "contour_width"):
-            need_int(name, 1)
+            _need_int(self, name, 1)
         for name in ("float_steps", "retrain_steps", "control_steps", "val_every", "seed", "num_workers"):
-            need_int(name, 0)
+            _need_int(self, name, 0)
         if self.n_crops is not None:
-            need_int("n_crops", 1)
-        need_float("lr", 0.0, True)
-        need_float("retrain_lr", 0.0, True)
-        need_float("weight_decay", 0.0, False)
-        need_float("momentum", 0.0, False, 0.999999)
-        need_float("contour_weight", 0.0, False)
-        need_choice("optimizer", _OPTIMIZERS)
-        need_choice("schedule", _SCHEDULES)
-        need_choice("strategy", _STRATEGIES)
-        need_choice("select_metric", _SELECT)
+            _need_int(self, "n_crops", 1)
+        _need_float(self, "lr", 0.0, True)
+        _need_float(self, "retrain_lr", 0.0, True)
+        _need_float(self, "weight_decay", 0.0, False)
+        _need_float(self, "momentum", 0.0, False, 0.999999)
+        _need_float(self, "contour_weight", 0.0, False)
+        _need_choice(self, "optimizer", _OPTIMIZERS)
+        _need_choice(self, "schedule", _SCHEDULES)
+        _need_choice(self, "strategy", _STRATEGIES)
+        _need_choice(self, "select_metric", _SELECT)
         for name in ("per_channel", "bf16", "channels_last", "augment", "select_best"):
-            need_bool(name)
+            _need_bool(self, name)
         steps = self.iterative_steps
         if not isinstance(steps, (list, tuple)) or not steps or not all(
                 isinstance(f, (int, float)) and not isinstance(f, bool) for f in steps):
