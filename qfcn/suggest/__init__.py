@@ -1,0 +1,57 @@
+"""Suggestive annotation (``docs/method.md §5``): which images to annotate, round by round.
+
+The public API, by submodule:
+
+* :mod:`~qfcn.suggest.select`: per-image uncertainty, cosine similarity, the generalized
+  max-cover and its greedy maximisation, :func:`pick` behind one interface for every
+  selection method (:data:`METHODS`; those that need an ensemble: :data:`MODEL_METHODS`);
+* :mod:`~qfcn.suggest.rounds`: :func:`run_suggestion`, the resumable loop of rounds until
+  the annotation budget, and its records;
+* :mod:`~qfcn.suggest.ensemble`: the suggestive ensemble of notebooks 02 and 03: the loop's
+  train/predict callbacks, out-of-bag member scores, disagreement against bit-width.
+
+>>> from qfcn import suggest
+>>> suggest.pick("uncertainty", uncertainties=[0.1, 0.3, 0.2], k_pick=1)
+[1]
+"""
+from qfcn.suggest.rounds import (
+    RoundRecord,
+    SuggestionResult,
+    SuggestionStateError,
+    count_from_fraction,
+    initial_set,
+    run_suggestion,
+    validate_settings,
+)
+from qfcn.suggest.select import (
+    METHODS,
+    MODEL_METHODS,
+    cosine_similarity,
+    coverage,
+    marginal_gains,
+    pick,
+    select_representative,
+    top_uncertain,
+    uncertainty,
+    uncertainty_map,
+)
+
+__all__ = [
+    "METHODS",
+    "MODEL_METHODS",
+    "RoundRecord",
+    "SuggestionResult",
+    "SuggestionStateError",
+    "cosine_similarity",
+    "count_from_fraction",
+    "coverage",
+    "initial_set",
+    "marginal_gains",
+    "pick",
+    "run_suggestion",
+    "select_representative",
+    "top_uncertain",
+    "uncertainty",
+    "uncertainty_map",
+    "validate_settings",
+]
