@@ -14,6 +14,15 @@ The public API, by submodule:
 >>> suggest.pick("uncertainty", uncertainties=[0.1, 0.3, 0.2], k_pick=1)
 [1]
 """
+from qfcn.suggest.ensemble import (
+    EnsembleRounds,
+    disagreement_curve,
+    initial_split,
+    mean_disagreement,
+    out_of_bag_scores,
+    probe_subset,
+    run_rounds,
+)
 from qfcn.suggest.rounds import (
     RoundRecord,
     SuggestionResult,
@@ -39,15 +48,22 @@ from qfcn.suggest.select import (
 __all__ = [
     "METHODS",
     "MODEL_METHODS",
+    "EnsembleRounds",
     "RoundRecord",
     "SuggestionResult",
     "SuggestionStateError",
     "cosine_similarity",
     "count_from_fraction",
     "coverage",
+    "disagreement_curve",
     "initial_set",
+    "initial_split",
     "marginal_gains",
+    "mean_disagreement",
+    "out_of_bag_scores",
     "pick",
+    "probe_subset",
+    "run_rounds",
     "run_suggestion",
     "select_representative",
     "top_uncertain",
