@@ -21,6 +21,7 @@ from qfcn.suggest.ensemble import (
     mean_disagreement,
     out_of_bag_scores,
     probe_subset,
+    round_dir,
     run_rounds,
 )
 from qfcn.suggest.rounds import (
@@ -63,6 +64,7 @@ __all__ = [
     "out_of_bag_scores",
     "pick",
     "probe_subset",
+    "round_dir",
     "run_rounds",
     "run_suggestion",
     "select_representative",

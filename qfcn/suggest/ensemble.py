@@ -31,7 +31,16 @@ from qfcn.suggest.rounds import SuggestionResult, count_from_fraction, initial_s
 from qfcn.suggest.select import MODEL_METHODS, uncertainty, uncertainty_map
 
 __all__ = ["EnsembleRounds", "disagreement_curve", "initial_split", "mean_disagreement",
-           "out_of_bag_scores", "probe_subset", "run_rounds"]
+           "out_of_bag_scores", "probe_subset", "round_dir", "run_rounds"]
+
+
+def round_dir(ensemble_dir: str | os.PathLike, round_: int) -> Path:
+    """The folder of round ``round_``'s ensemble members: ``<ensemble_dir>/stage_<round_>``.
+
+    >>> round_dir("ensemble", 1).as_posix()
+    'ensemble/stage_1'
+    """
+    return Path(ensemble_dir) / f"stage_{round_}"
 
 
 def initial_split(pool: Sequence[str], initial_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -130,8 +139,8 @@ class EnsembleRounds:
         self.members_of: dict[int, list[str]] = {1: list(first_members)}
 
     def round_dir(self, round_: int) -> Path:
-        """The folder of round ``round_``'s members."""
-        return self.ensemble_dir / f"stage_{round_}"
+        """The folder of round ``round_``'s members (:func:`round_dir`)."""
+        return round_dir(self.ensemble_dir, round_)
 
     def previous_members(self, round_: int) -> list[str]:
         """Model files of round ``round_ - 1``: from this call, or (resumed) found on disk."""

@@ -128,8 +128,8 @@ class SuggestionResult:
 
     def coverage_rows(self) -> list[dict]:
         """Per round with predictions: its coverage against random picks of the same size,
-        ``{"stage", "picked", "random", "random_std"}``."""
-        return [dict(stage=r.round, picked=r.coverage, random=r.random_coverage,
+        ``{"round", "picked", "random", "random_std"}``."""
+        return [dict(round=r.round, picked=r.coverage, random=r.random_coverage,
                      random_std=r.random_coverage_std) for r in self.rounds if r.coverage is not None]
 
     def record(self) -> dict:

@@ -145,6 +145,7 @@ def test_ensemble_rounds_train(tmp_path, fake_training):
         cb.train(1, ["img0", "img2"])
     second = cb.train(2, ["img0", "img1", "img3"])
     stage2 = tmp_path / "ensemble" / "stage_2"
+    assert cb.round_dir(2) == ensemble.round_dir(tmp_path / "ensemble", 2) == stage2
     assert second == [str(stage2 / f"member_{m}" / "final.pt") for m in range(2)]
     assert fake_training[0] == dict(samples=["img0", "img1", "img3"], cfg="CFG", k=2, out_dir=stage2,
                                     init=["a.pt", "b.pt"])  # warm start from round 1

@@ -220,3 +220,17 @@ def test_validate_settings_resolves_counts():
     with pytest.raises(ValueError, match="initial set"):
         rounds.validate_settings(4, selection="random", k_pick=1, k_candidates=None, budget=0.25,
                                   n_initial=1, initial_fraction=None, seed=0)
+
+
+def test_result_record_and_coverage_rows():
+    train_fn, predict_fn, _ = make_fns()
+    res = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, **SETTINGS)
+    record = res.record()  # what suggestion.json stores besides the selection
+    assert record["annotated"] == res.annotated
+    assert json.dumps(record["table"]) == json.dumps(res.table().to_dict("records"))  # NaN-safe
+    assert [r["stage"] for r in record["stages"]] == [0, 1, 2, 3]
+    assert [rounds.RoundRecord.from_dict(r) for r in record["stages"]] == res.rounds
+    cov = res.coverage_rows()
+    assert [c["round"] for c in cov] == [1, 2, 3]
+    assert [c["picked"] for c in cov] == [r.coverage for r in res.rounds[1:]]
+    assert all(c["random_std"] >= 0 for c in cov)
