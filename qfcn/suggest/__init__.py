@@ -6,7 +6,8 @@ The public API, by submodule:
   max-cover and its greedy maximisation, :func:`pick` behind one interface for every
   selection method (:data:`METHODS`; those that need an ensemble: :data:`MODEL_METHODS`);
 * :mod:`~qfcn.suggest.rounds`: :func:`run_suggestion`, the resumable loop of rounds until
-  the annotation budget, and its records;
+  the annotation budget, and its records; its settings are checked by
+  :mod:`~qfcn.suggest.settings` (:func:`validate_settings`);
 * :mod:`~qfcn.suggest.ensemble`: the suggestive ensemble of notebooks 02 and 03: the loop's
   train/predict callbacks, out-of-bag member scores, disagreement against bit-width.
 
@@ -28,10 +29,8 @@ from qfcn.suggest.rounds import (
     RoundRecord,
     SuggestionResult,
     SuggestionStateError,
-    count_from_fraction,
     initial_set,
     run_suggestion,
-    validate_settings,
 )
 from qfcn.suggest.select import (
     METHODS,
@@ -45,6 +44,7 @@ from qfcn.suggest.select import (
     uncertainty,
     uncertainty_map,
 )
+from qfcn.suggest.settings import count_from_fraction, validate_settings
 
 __all__ = [
     "METHODS",

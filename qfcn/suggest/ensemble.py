@@ -27,8 +27,9 @@ import numpy as np
 
 from qfcn import infer, train
 from qfcn.splits import bootstrap_resample
-from qfcn.suggest.rounds import SuggestionResult, count_from_fraction, initial_set, run_suggestion
+from qfcn.suggest.rounds import SuggestionResult, initial_set, run_suggestion
 from qfcn.suggest.select import MODEL_METHODS, uncertainty, uncertainty_map
+from qfcn.suggest.settings import count_from_fraction
 
 __all__ = ["EnsembleRounds", "disagreement_curve", "initial_split", "mean_disagreement",
            "out_of_bag_scores", "probe_subset", "round_dir", "run_rounds"]

@@ -34,7 +34,6 @@ from tqdm import tqdm
 
 from qfcn.io import atomic_write_json
 from qfcn.suggest.select import (
-    METHODS,
     MODEL_METHODS,
     cosine_similarity,
     coverage,
@@ -42,10 +41,11 @@ from qfcn.suggest.select import (
     pick,
     top_uncertain,
 )
-from qfcn.suggest.validate import check_count, check_floor
+from qfcn.suggest.settings import validate_settings
+from qfcn.suggest.validate import check_pool_names, check_predictions
 
-__all__ = ["RoundRecord", "SuggestionResult", "SuggestionStateError", "count_from_fraction",
-           "initial_set", "run_suggestion", "validate_settings"]
+__all__ = ["RoundRecord", "SuggestionResult", "SuggestionStateError", "initial_set",
+           "run_suggestion"]
 
 STATE_VERSION = 1
 
@@ -138,78 +138,6 @@ class SuggestionResult:
                 "stages": [r.to_dict() for r in self.rounds]}
 
 
-def count_from_fraction(fraction: float, n: int) -> int:
-    """``fraction * n`` rounded half up, as used for budget and initial set.
-
-    >>> count_from_fraction(0.5, 85)
-    43
-    """
-    return int(math.floor(fraction * n + 0.5))
-
-
-def _resolve_initial(n_pool: int, n_initial: int | None, initial_fraction: float | None,
-                     n_budget: int, budget: float) -> int:
-    """The size of the initial set, from exactly one of ``n_initial`` / ``initial_fraction``."""
-    if (n_initial is None) == (initial_fraction is None):
-        raise ValueError("n_initial / initial_fraction: give exactly one of them")
-    if initial_fraction is not None:
-        if not isinstance(initial_fraction, (int, float, np.floating)) \
-                or not (0.0 < initial_fraction < 1.0):
-            raise ValueError(f"initial_fraction: expected a fraction in (0, 1), "
-                             f"got {initial_fraction!r}")
-        n_initial = max(1, count_from_fraction(initial_fraction, n_pool))
-    n_initial = check_count(n_initial, "n_initial")
-    if n_initial >= n_budget:
-        raise ValueError(f"n_initial / initial_fraction: the initial set ({n_initial} images) "
-                         f"must be smaller than the budget ({n_budget} = {budget} x {n_pool})")
-    return n_initial
-
-
-def validate_settings(n_pool: int, *, selection: str, k_pick: int | None,
-                      k_candidates: int | None, budget: float, n_initial: int | None,
-                      initial_fraction: float | None, seed: int, k_members: int | None = None,
-                      floor: float = 0.0, n_random_draws: int = 16) -> dict:
-    """Check the suggestion loop's settings before any training; return them resolved.
-
-    Raises ValueError naming the parameter for: an unknown selection, ``k_members`` (K) < 2,
-    k_pick < 1, k_candidates < k_pick, a budget outside (0, 1], an initial set that is empty
-    or not smaller than the budget, a negative seed. 'full' needs no k_pick, k_candidates or
-    initial set.
-
-    Returns:
-        dict with the persisted keys (see the module docstring) method, k, k_c, seed, budget,
-        n_budget (images annotated at the end), n_initial, n_members, floor, n_random_draws.
-    """
-    if selection not in METHODS:
-        raise ValueError(f"selection: expected one of {METHODS}, got {selection!r}")
-    seed = check_count(seed, "seed", low=0)
-    if k_members is not None:
-        k_members = check_count(k_members, "k_members (K)", low=2)
-    floor = check_floor(floor)
-    n_random_draws = check_count(n_random_draws, "n_random_draws", low=0)
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.floating)) \
-            or not (0.0 < budget <= 1.0):
-        raise ValueError(f"budget: expected a fraction of the pool in (0, 1], got {budget!r}")
-    out = {"method": selection, "k": None, "k_c": None, "seed": seed, "budget": float(budget),
-           "n_budget": n_pool, "n_initial": n_pool, "n_members": k_members, "floor": floor,
-           "n_random_draws": n_random_draws}
-    if selection == "full":
-        return out
-    k = check_count(k_pick, "k_pick")
-    k_c = k_candidates
-    if k_c is not None:
-        k_c = check_count(k_c, "k_candidates")
-        if k_c < k:
-            raise ValueError(f"k_candidates: expected k_pick <= k_candidates, got k_pick={k}, "
-                             f"k_candidates={k_c}")
-    elif selection == "suggestive":
-        raise ValueError("k_candidates: selection 'suggestive' needs the number of candidates")
-    n_budget = count_from_fraction(budget, n_pool)
-    n_initial = _resolve_initial(n_pool, n_initial, initial_fraction, n_budget, budget)
-    out.update(k=k, k_c=k_c, n_budget=n_budget, n_initial=n_initial)
-    return out
-
-
 def _pool_digest(names: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()
 
@@ -268,32 +196,6 @@ def _round_rng(seed: int, round_: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, round_, stream])
 
 
-def _check_pool(pool_names: Sequence[str]) -> list[str]:
-    names = [str(n) for n in pool_names]
-    if not names:
-        raise ValueError("pool_names: empty pool")
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})[:5]
-        raise ValueError(f"pool_names: repeated names {dup}")
-    return names
-
-
-def _check_predictions(out: Any, n: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    try:
-        u, desc, extras = out
-    except (TypeError, ValueError) as exc:
-        raise ValueError("predict_fn: expected (uncertainties, descriptors, extras)") from exc
-    u = np.asarray(u, dtype=np.float64)
-    desc = np.asarray(desc, dtype=np.float64)
-    if u.shape != (n,):
-        raise ValueError(f"predict_fn: uncertainties shape {u.shape}, expected ({n},)")
-    if desc.ndim != 2 or desc.shape[0] != n:
-        raise ValueError(f"predict_fn: descriptors shape {desc.shape}, expected ({n}, d)")
-    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(desc))):
-        raise ValueError("predict_fn: uncertainties or descriptors contain NaN or inf")
-    return u, desc, dict(extras or {})
-
-
 def run_suggestion(pool_names: Sequence[str], *, selection: str, k_pick: int | None = None,
                    k_candidates: int | None = None, budget: float = 0.5,
                    n_initial: int | None = None, initial_fraction: float | None = None,
@@ -319,7 +221,7 @@ def run_suggestion(pool_names: Sequence[str], *, selection: str, k_pick: int | N
     finished round (``train_fn`` is not called for finished rounds); other settings raise
     :class:`SuggestionStateError`. All settings are validated before any training.
     """
-    names = _check_pool(pool_names)
+    names = check_pool_names(pool_names)
     cfg = validate_settings(len(names), selection=selection, k_pick=k_pick,
                             k_candidates=k_candidates, budget=budget, n_initial=n_initial,
                             initial_fraction=initial_fraction, seed=seed, k_members=k_members,
@@ -369,7 +271,7 @@ def _run_round(round_: int, names: list[str], cfg: dict, train_fn, predict_fn,
                            n_annotated=len(annotated) + n_pick, seconds=0.0)
     handle = train_fn(round_, list(annotated))
     result.train_calls.append(round_)
-    u, desc, extras = _check_predictions(predict_fn(handle, list(pool)), len(pool))
+    u, desc, extras = check_predictions(predict_fn(handle, list(pool)), len(pool))
     result.extras[round_] = extras
     sim = cosine_similarity(desc, desc)
     k_c = cfg["k_c"] if cfg["k_c"] is not None else n_pick

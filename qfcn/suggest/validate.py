@@ -1,4 +1,5 @@
-"""Argument checks shared by :mod:`qfcn.suggest.select` and :mod:`qfcn.suggest.rounds`.
+"""Argument checks shared by :mod:`qfcn.suggest.select`, :mod:`qfcn.suggest.settings` and
+:mod:`qfcn.suggest.rounds`.
 
 Each returns the value converted (float64 arrays, ints, floats) or raises ``ValueError``
 naming the argument and what was expected.
@@ -13,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["check_count", "check_floor", "check_member_stack", "check_selected", "check_similarity"]
+__all__ = ["check_count", "check_floor", "check_member_stack", "check_pool_names", "check_predictions",
+           "check_selected", "check_similarity"]
 
 
 def check_member_stack(member_probs: Any) -> np.ndarray:
@@ -72,3 +74,31 @@ def check_selected(selected: Sequence[int], n: int) -> np.ndarray:
     if np.unique(idx).size != idx.size:
         raise ValueError(f"selected: repeated indices in {idx.tolist()}")
     return idx
+
+
+def check_pool_names(pool_names: Sequence[str]) -> list[str]:
+    """The pool's names as str; ValueError when empty or repeated."""
+    names = [str(n) for n in pool_names]
+    if not names:
+        raise ValueError("pool_names: empty pool")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise ValueError(f"pool_names: repeated names {dup}")
+    return names
+
+
+def check_predictions(out: Any, n: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``predict_fn``'s output for n images: (uncertainties (n,), descriptors (n, d), extras)."""
+    try:
+        u, desc, extras = out
+    except (TypeError, ValueError) as exc:
+        raise ValueError("predict_fn: expected (uncertainties, descriptors, extras)") from exc
+    u = np.asarray(u, dtype=np.float64)
+    desc = np.asarray(desc, dtype=np.float64)
+    if u.shape != (n,):
+        raise ValueError(f"predict_fn: uncertainties shape {u.shape}, expected ({n},)")
+    if desc.ndim != 2 or desc.shape[0] != n:
+        raise ValueError(f"predict_fn: descriptors shape {desc.shape}, expected ({n}, d)")
+    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(desc))):
+        raise ValueError("predict_fn: uncertainties or descriptors contain NaN or inf")
+    return u, desc, dict(extras or {})

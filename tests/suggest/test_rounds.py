@@ -43,12 +43,6 @@ SETTINGS = dict(selection="suggestive", k_pick=5, k_candidates=8, budget=0.5, n_
 
 
 # --------------------------------------------------------------------------- round loop
-def test_count_from_fraction_rounds_half_up():
-    assert rounds.count_from_fraction(0.5, 85) == 43
-    assert rounds.count_from_fraction(0.5, 30) == 15
-    assert rounds.count_from_fraction(0.1, 24) == 2
-
-
 def test_run_suggestion_reaches_budget(tmp_path):
     train_fn, predict_fn, calls = make_fns()
     res = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn,
@@ -208,18 +202,6 @@ def test_round_record_roundtrip():
                               uncertainty=[0.1], gain=[1.0], coverage=1.0)
     assert rounds.RoundRecord.from_dict(json.loads(json.dumps(rec.to_dict()))) == rec
     assert list(rec.to_dict())[:2] == ["stage", "picked"]  # the persisted key, as before
-
-
-def test_validate_settings_resolves_counts():
-    cfg = rounds.validate_settings(85, selection="suggestive", k_pick=8, k_candidates=16, budget=0.5,
-                                    n_initial=None, initial_fraction=0.1, seed=0, k_members=5)
-    assert (cfg["n_budget"], cfg["n_initial"], cfg["n_members"]) == (43, 9, 5)
-    full = rounds.validate_settings(85, selection="full", k_pick=None, k_candidates=None, budget=0.5,
-                                     n_initial=None, initial_fraction=None, seed=0)
-    assert full["n_budget"] == full["n_initial"] == 85
-    with pytest.raises(ValueError, match="initial set"):
-        rounds.validate_settings(4, selection="random", k_pick=1, k_candidates=None, budget=0.25,
-                                  n_initial=1, initial_fraction=None, seed=0)
 
 
 def test_result_record_and_coverage_rows():
