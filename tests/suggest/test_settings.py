@@ -17,7 +17,7 @@ def test_validate_settings_resolves_counts():
                                       n_initial=None, initial_fraction=0.1, seed=0, k_members=5)
     assert (cfg["n_budget"], cfg["n_initial"], cfg["n_members"]) == (43, 9, 5)
     full = settings.validate_settings(85, selection="full", k_pick=None, k_candidates=None, budget=0.5,
-                                     n_initial=None, initial_fraction=None, seed=0)
+                                      n_initial=None, initial_fraction=None, seed=0)
     assert full["n_budget"] == full["n_initial"] == 85
     with pytest.raises(ValueError, match="initial set"):
         settings.validate_settings(4, selection="random", k_pick=1, k_candidates=None, budget=0.25,
