@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qfcn import data, infer, stages, suggest, synth, train
+from qfcn import data, infer, suggest, synth, train
 
 HERE = Path(__file__).resolve().parent
 K, STEPS, K_PICK, K_C = 3, 25, 9, 18
@@ -30,9 +30,9 @@ def main() -> None:
                             float_steps=STEPS, retrain_steps=10, scheme="inq", bits=5, bf16=True, seed=0)
     timing: dict[str, list[float]] = {"train": [], "predict": []}
 
-    def train_fn(stage, annotated):
+    def train_fn(round_, annotated):
         t = time.perf_counter()
-        rs = train.train_ensemble([by_name[n] for n in annotated], cfg, k=K, out_dir=tmp / f"stage_{stage}",
+        rs = train.train_ensemble([by_name[n] for n in annotated], cfg, k=K, out_dir=tmp / f"stage_{round_}",
                                   progress=False)
         timing["train"].append(time.perf_counter() - t)
         return [r.model for r in rs]
@@ -45,14 +45,15 @@ def main() -> None:
                 np.stack([p["descriptor"] for p in preds]), {})
 
     t0 = time.perf_counter()
-    res = stages.run_suggestion(pool, method="suggestive", k=K_PICK, k_c=K_C, budget=0.5, initial_fraction=0.3,
-                                seed=0, train_fn=train_fn, predict_fn=predict_fn, n_members=K, progress=False)
+    res = suggest.run_suggestion(pool, selection="suggestive", k_pick=K_PICK, k_candidates=K_C, budget=0.5,
+                                 initial_fraction=0.3, seed=0, train_fn=train_fn, predict_fn=predict_fn,
+                                 k_members=K, progress=False)
     total = time.perf_counter() - t0
     steps_per_member = STEPS + cfg.retrain_steps * (len(cfg.iterative_steps) - 1)
     out = {"setup": f"85 training images at scale 0.5, K={K} INQ-5 members, {steps_per_member} steps each "
                     f"(crop 128, batch 8, bf16), k={K_PICK}, K_c={K_C}, CPU",
-           "stages": len(res.stages) - 1, "seconds_total": total,
-           "seconds_per_stage": [r.seconds for r in res.stages[1:]],
+           "stages": len(res.rounds) - 1, "seconds_total": total,
+           "seconds_per_stage": [r.seconds for r in res.rounds[1:]],
            "seconds_train_per_stage": timing["train"], "seconds_predict_per_stage": timing["predict"],
            "seconds_per_training_step": float(np.mean(timing["train"]) / (K * steps_per_member))}
     path = HERE / "results" / "stage.json"

@@ -88,7 +88,7 @@ def main() -> dict:
 
     def full_pick():
         sim = suggest.cosine_similarity(desc, desc)
-        return suggest.pick("suggestive", uncertainties=u, similarity=sim, k=8, k_c=16)
+        return suggest.pick("suggestive", uncertainties=u, similarity=sim, k_pick=8, k_candidates=16)
 
     t_pick, _ = timeit(full_pick)
     result = {"select_representative": rows,

@@ -1,13 +1,13 @@
-"""Suggestive annotation: which unannotated images to annotate next (STUDY.md section 5).
+"""Suggestive annotation's selection: which unannotated images to annotate next.
 
-One stage of suggestive annotation (SA, Yang et al. 2017; QSA, Xu et al. 2018):
+The method is ``docs/method.md §5``. One round of suggestive annotation (SA, Yang et al.
+2017; QSA, Xu et al. 2018):
 
 1. an ensemble of K FCNs trained on the annotated images predicts every unannotated
    image; :func:`uncertainty` is the pixel mean of the across-member standard deviation
-   of the object probability, the descriptor is the members' descriptors averaged
-   (:func:`ensemble_descriptor`);
-2. the ``k_c`` most uncertain images are the candidates (:func:`top_uncertain`);
-3. ``k`` of them are picked greedily (:func:`select_representative`) to maximise the
+   of the object probability;
+2. the ``k_candidates`` most uncertain images are the candidates (:func:`top_uncertain`);
+3. ``k_pick`` of them are picked greedily (:func:`select_representative`) to maximise the
    generalized max-cover of the whole unannotated pool under cosine similarity
    (:func:`cosine_similarity`)::
 
@@ -17,63 +17,50 @@ The running max starts at ``floor`` (default 0.0), so ``F(empty) = n_pool * floo
 ``F`` is monotone and submodular for any similarity; the greedy pick is then within
 (1 - 1/e) of the best set of the same size (measured from ``F(empty)``). With ``floor=0``
 a candidate earns nothing from pool images it is negatively correlated with. With
-``floor=-1`` (the smallest cosine) ``F(A)`` is exactly SA's ``sum_x max_{s in A} sim``
-for every non-empty ``A``.
+``floor=-1`` (the smallest cosine) ``F(A)`` is exactly SA's ``sum_x max_{s in A} sim``.
 
 :func:`pick` puts SA and its baselines ('uncertainty': top-k uncertain, 'random') behind
-one interface; :func:`qfcn.stages.run_suggestion` runs the stages until the annotation budget,
-records what each stage picked and why, and persists its state after every stage so
-that a rerun resumes after the last finished one. It is generic over two callables (the
-caller's training and prediction), so it runs and tests without any network.
+one interface; :mod:`qfcn.suggest.rounds` runs the rounds until the annotation budget.
 
 Conventions: probabilities are floats in [0, 1]; similarities are computed in float64;
 indices are positions in the arrays given (ties always go to the smallest index).
+
+>>> pick("suggestive", uncertainties=[0.1, 0.9, 0.8], similarity=np.eye(3), k_pick=1,
+...      k_candidates=2)
+[1]
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from qfcn.suggest.validate import (
+    check_count,
+    check_floor,
+    check_member_stack,
+    check_selected,
+    check_similarity,
+)
+
 __all__ = [
     "METHODS",
+    "MODEL_METHODS",
     "cosine_similarity",
     "coverage",
-    "ensemble_descriptor",
     "marginal_gains",
     "pick",
     "select_representative",
     "top_uncertain",
     "uncertainty",
-    "uncertainty_batch",
     "uncertainty_map",
 ]
 
-METHODS = ("suggestive", "uncertainty", "random", "full")
-
+METHODS = ("suggestive", "uncertainty", "random", "full")  # every selection method
+MODEL_METHODS = ("suggestive", "uncertainty")  # the methods that pick from an ensemble's predictions
 
 
 # --------------------------------------------------------------------------- uncertainty
-def _member_stack(member_probs: Any, name: str, k_axis: int) -> np.ndarray:
-    """Validated float64 stack with the K members on ``k_axis`` (0: (K, ...); 1: (n, K, ...))."""
-    p = np.asarray(member_probs, dtype=np.float64)
-    if p.ndim < k_axis + 2:
-        raise ValueError(f"{name}: expected at least {k_axis + 2} dimensions "
-                         f"({'(n, K, H, W)' if k_axis else '(K, H, W)'}), got shape {p.shape}")
-    if p.shape[k_axis] < 2:
-        raise ValueError(f"{name}: need K >= 2 ensemble members on axis {k_axis}, "
-                         f"got shape {p.shape}")
-    if p.size == 0:
-        raise ValueError(f"{name}: empty array of shape {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError(f"{name}: contains NaN or inf")
-    if p.min() < 0.0 or p.max() > 1.0:
-        raise ValueError(f"{name}: probabilities must lie in [0, 1], "
-                         f"got range [{p.min():.4g}, {p.max():.4g}]")
-    return p
-
-
 def uncertainty_map(member_probs: Any) -> np.ndarray:
     """Per-pixel across-member standard deviation of the object probability.
 
@@ -86,8 +73,7 @@ def uncertainty_map(member_probs: Any) -> np.ndarray:
     >>> uncertainty_map([[[0.0, 1.0]], [[1.0, 1.0]]]).tolist()
     [[0.5, 0.0]]
     """
-    p = _member_stack(member_probs, "member_probs", 0)
-    return p.std(axis=0, ddof=0)
+    return check_member_stack(member_probs).std(axis=0, ddof=0)
 
 
 def uncertainty(member_probs: Any) -> float:
@@ -105,37 +91,6 @@ def uncertainty(member_probs: Any) -> float:
     0.25
     """
     return float(uncertainty_map(member_probs).mean())
-
-
-def uncertainty_batch(member_probs: Any) -> np.ndarray:
-    """Vectorised :func:`uncertainty` for n images of the same size.
-
-    Args:
-        member_probs: (n, K, H, W) (or (n, K, ...)) object probabilities.
-
-    Returns:
-        float64 array of shape (n,).
-    """
-    p = _member_stack(member_probs, "member_probs", 1)
-    sd = p.std(axis=1, ddof=0)
-    return sd.reshape(sd.shape[0], -1).mean(axis=1)
-
-
-def ensemble_descriptor(member_descriptors: Any) -> np.ndarray:
-    """Ensemble descriptor: the members' descriptors averaged.
-
-    Args:
-        member_descriptors: (K, n, d) descriptors of n images from K members.
-
-    Returns:
-        float64 array of shape (n, d).
-    """
-    d = np.asarray(member_descriptors, dtype=np.float64)
-    if d.ndim != 3 or d.shape[0] < 1:
-        raise ValueError(f"member_descriptors: expected shape (K, n, d), got {d.shape}")
-    if not np.all(np.isfinite(d)):
-        raise ValueError("member_descriptors: contains NaN or inf")
-    return d.mean(axis=0)
 
 
 # ---------------------------------------------------------------------- representativeness
@@ -162,41 +117,6 @@ def cosine_similarity(a: Any, b: Any) -> np.ndarray:
     return np.clip(a_unit @ b_unit.T, -1.0, 1.0)
 
 
-def _check_similarity(similarity: Any) -> np.ndarray:
-    s = np.asarray(similarity, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"similarity: expected a 2-D array (n_candidates, n_pool), "
-                         f"got shape {s.shape}")
-    if s.shape[0] == 0 or s.shape[1] == 0:
-        raise ValueError(f"similarity: empty array of shape {s.shape}")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("similarity: contains NaN or inf")
-    return s
-
-
-def _check_floor(floor: float) -> float:
-    if not (isinstance(floor, (int, float, np.floating)) and math.isfinite(floor)):
-        raise ValueError(f"floor: expected a finite number, got {floor!r}")
-    return float(floor)
-
-
-def _check_count(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: expected >= {low}, got {value}")
-    return int(value)
-
-
-def _check_selected(selected: Sequence[int], n: int) -> np.ndarray:
-    idx = np.asarray(selected, dtype=np.int64).reshape(-1)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"selected: indices must lie in [0, {n}), got {idx.tolist()}")
-    if np.unique(idx).size != idx.size:
-        raise ValueError(f"selected: repeated indices in {idx.tolist()}")
-    return idx
-
-
 def coverage(similarity: Any, selected: Sequence[int], *, floor: float = 0.0) -> float:
     """Generalized max-cover ``F(A) = sum_x max(floor, max_{s in A} sim(s, x))``.
 
@@ -208,9 +128,9 @@ def coverage(similarity: Any, selected: Sequence[int], *, floor: float = 0.0) ->
     >>> coverage([[1.0, 0.2], [0.0, 0.9]], [0, 1])
     1.9
     """
-    s = _check_similarity(similarity)
-    floor = _check_floor(floor)
-    idx = _check_selected(selected, s.shape[0])
+    s = check_similarity(similarity)
+    floor = check_floor(floor)
+    idx = check_selected(selected, s.shape[0])
     best = np.full(s.shape[1], floor)
     if idx.size:
         best = np.maximum(best, s[idx].max(axis=0))
@@ -226,9 +146,9 @@ def marginal_gains(similarity: Any, selected: Sequence[int], *, floor: float = 0
     Returns:
         float64 array of shape (len(selected),).
     """
-    s = _check_similarity(similarity)
-    floor = _check_floor(floor)
-    idx = _check_selected(selected, s.shape[0])
+    s = check_similarity(similarity)
+    floor = check_floor(floor)
+    idx = check_selected(selected, s.shape[0])
     best = np.full(s.shape[1], floor)
     gains = np.empty(idx.size)
     for i, j in enumerate(idx):  # one vector op per selected index
@@ -261,9 +181,9 @@ def select_representative(similarity: Any, k: int, *, floor: float = 0.0,
     >>> select_representative(sim, 2)
     [1, 2]
     """
-    s = _check_similarity(similarity)
-    floor = _check_floor(floor)
-    k = _check_count(k, "k")
+    s = check_similarity(similarity)
+    floor = check_floor(floor)
+    k = check_count(k, "k")
     n_cand = s.shape[0]
     if k > n_cand:
         raise ValueError(f"k: cannot pick {k} from {n_cand} candidates (k <= n_candidates)")
@@ -295,42 +215,17 @@ def top_uncertain(uncertainties: Any, k: int) -> list[int]:
         raise ValueError(f"uncertainties: expected a non-empty 1-D array, got shape {u.shape}")
     if not np.all(np.isfinite(u)):
         raise ValueError("uncertainties: contains NaN or inf")
-    k = _check_count(k, "k")
+    k = check_count(k, "k")
     return [int(i) for i in np.argsort(-u, kind="stable")[:k]]
 
 
-def pick(method: str, *, uncertainties: Any = None, similarity: Any = None, k: int,
-         k_c: int | None = None, rng: np.random.Generator | None = None,
-         n_pool: int | None = None, floor: float = 0.0) -> list[int]:
-    """Pick k images of the unannotated pool by one of the selection methods.
-
-    Args:
-        method: 'suggestive' (the ``k_c`` most uncertain are candidates, then k of them
-            by :func:`select_representative` w.r.t. the whole pool), 'uncertainty' (the
-            k most uncertain) or 'random' (k drawn without replacement with ``rng``).
-            'full' is a setting of :func:`run_suggestion`, not a pick.
-        uncertainties: (n_pool,) per-image uncertainty (needed unless 'random').
-        similarity: (n_pool, n_pool) similarity between pool images ('suggestive').
-        k: number of images to pick, 1 <= k <= n_pool.
-        k_c: number of candidates ('suggestive'), k <= k_c; a k_c above n_pool means
-            the whole pool.
-        rng: a ``numpy.random.Generator`` ('random').
-        n_pool: pool size, only needed by 'random' when neither array is given.
-        floor: see :func:`select_representative`.
-
-    Returns:
-        list of k pool indices, in the order picked.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if method == "full":
-        raise ValueError("method: 'full' annotates the whole pool; it is a setting of "
-                         "run_suggestion, not a pick")
-    k = _check_count(k, "k")
+def _pool_arrays(uncertainties: Any, similarity: Any,
+                 n_pool: int | None) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """Validated uncertainties (n,), similarity (n, n) and the one pool size they agree on."""
     u = None if uncertainties is None else np.asarray(uncertainties, dtype=np.float64)
     if u is not None and (u.ndim != 1 or not np.all(np.isfinite(u))):
         raise ValueError(f"uncertainties: expected a finite 1-D array, got shape {u.shape}")
-    s = None if similarity is None else _check_similarity(similarity)
+    s = None if similarity is None else check_similarity(similarity)
     if s is not None and s.shape[0] != s.shape[1]:
         raise ValueError(f"similarity: expected (n_pool, n_pool), got {s.shape}")
     sizes = {name: n for name, n in (("uncertainties", None if u is None else u.shape[0]),
@@ -340,28 +235,59 @@ def pick(method: str, *, uncertainties: Any = None, similarity: Any = None, k: i
         raise ValueError(f"pick: inconsistent pool sizes {sizes}")
     if not sizes:
         raise ValueError("pick: give uncertainties, similarity or n_pool")
-    size = next(iter(sizes.values()))
+    return u, s, next(iter(sizes.values()))
+
+
+def pick(selection: str, *, uncertainties: Any = None, similarity: Any = None, k_pick: int,
+         k_candidates: int | None = None, rng: np.random.Generator | None = None,
+         n_pool: int | None = None, floor: float = 0.0) -> list[int]:
+    """Pick ``k_pick`` images of the unannotated pool by one of the selection methods.
+
+    Args:
+        selection: 'suggestive' (the ``k_candidates`` most uncertain are candidates, then
+            ``k_pick`` of them by :func:`select_representative` w.r.t. the whole pool),
+            'uncertainty' (the ``k_pick`` most uncertain) or 'random' (drawn without
+            replacement with ``rng``). 'full' is a setting of the rounds, not a pick.
+        uncertainties: (n_pool,) per-image uncertainty (needed unless 'random').
+        similarity: (n_pool, n_pool) similarity between pool images ('suggestive').
+        k_pick: number of images to pick, 1 <= k_pick <= n_pool.
+        k_candidates: number of candidates ('suggestive'), k_pick <= k_candidates; more
+            than n_pool means the whole pool.
+        rng: a ``numpy.random.Generator`` ('random').
+        n_pool: pool size, only needed by 'random' when neither array is given.
+        floor: see :func:`select_representative`.
+
+    Returns:
+        list of ``k_pick`` pool indices, in the order picked.
+
+    >>> pick("uncertainty", uncertainties=[0.2, 0.7, 0.5], k_pick=2)
+    [1, 2]
+    """
+    if selection not in METHODS:
+        raise ValueError(f"selection: expected one of {METHODS}, got {selection!r}")
+    if selection == "full":
+        raise ValueError("selection: 'full' annotates the whole pool; it is a setting of "
+                         "run_suggestion, not a pick")
+    k = check_count(k_pick, "k_pick")
+    u, s, size = _pool_arrays(uncertainties, similarity, n_pool)
     if k > size:
-        raise ValueError(f"k: cannot pick {k} images from a pool of {size}")
-    if method == "random":
+        raise ValueError(f"k_pick: cannot pick {k} images from a pool of {size}")
+    if selection == "random":
         if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng: method 'random' needs a numpy.random.Generator, got {rng!r}")
+            raise ValueError(f"rng: selection 'random' needs a numpy.random.Generator, got {rng!r}")
         return [int(i) for i in rng.choice(size, size=k, replace=False)]
     if u is None:
-        raise ValueError(f"uncertainties: method {method!r} needs the pool's uncertainties")
-    if method == "uncertainty":
+        raise ValueError(f"uncertainties: selection {selection!r} needs the pool's uncertainties")
+    if selection == "uncertainty":
         return top_uncertain(u, k)
-    # suggestive
-    if k_c is None:
-        raise ValueError("k_c: method 'suggestive' needs the number of candidates k_c")
-    k_c = _check_count(k_c, "k_c")
+    if k_candidates is None:  # suggestive
+        raise ValueError("k_candidates: selection 'suggestive' needs the number of candidates")
+    k_c = check_count(k_candidates, "k_candidates")
     if k_c < k:
-        raise ValueError(f"k_c: expected k <= k_c, got k={k}, k_c={k_c}")
+        raise ValueError(f"k_candidates: expected k_pick <= k_candidates, got k_pick={k}, "
+                         f"k_candidates={k_c}")
     if s is None:
-        raise ValueError("similarity: method 'suggestive' needs the (n_pool, n_pool) similarity")
+        raise ValueError("similarity: selection 'suggestive' needs the (n_pool, n_pool) similarity")
     candidates = top_uncertain(u, k_c)
     chosen = select_representative(s[candidates], k, floor=floor)
     return [candidates[j] for j in chosen]
-
-
-# ----------------------------------------------------------------------------- stage loop
