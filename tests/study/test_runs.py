@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from qfcn import runs
+from qfcn.study import runs
 from qfcn.io import ArtifactError, ROOT, atomic_write_json, param_hash, read_json
 
 

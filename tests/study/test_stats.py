@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from qfcn import stats
+from qfcn.study import stats
 
 
 def test_mean_ci_hand_values():
