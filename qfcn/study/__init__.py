@@ -8,7 +8,7 @@ Callers import the submodules, which are this layer's API::
 * :mod:`~qfcn.study.runs`: run folders, provenance, manifest checks, a step's parameters;
 * :mod:`~qfcn.study.records`: the ``metrics.json`` record, built, written and read;
 * :mod:`~qfcn.study.runner`: the papermill chain and batches (the notebooks folder is an argument);
-* :mod:`~qfcn.study.report` and :mod:`~qfcn.study.stats`: tables, intervals, comparisons, index.html.
+* :mod:`~qfcn.study.report`: tables, intervals, comparisons, summary.json and index.html.
 
 Nothing is imported here, so that a notebook importing ``runs`` does not pay for papermill,
 pandas or torch.

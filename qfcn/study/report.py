@@ -3,7 +3,9 @@
 Every run's ``final/metrics.json`` is read through :mod:`qfcn.study.records` (the one place that
 knows its layout). :func:`tidy` flattens them into one row per (run, variant, split); the tables,
 the ablations' paired comparisons (docs/method.md §7) and the pages are built from those rows.
-Intervals and verdicts come from :mod:`qfcn.study.stats`.
+Seed-to-seed statistics: ``values`` are one number per seed; intervals are Student-t intervals
+of the mean (two-sided, ``level`` = 0.95); with a single seed the interval is undefined (NaN) and
+every comparison says so instead of claiming a difference.
 
 >>> rows = [dict(name="a", seed=s, split=p, main=True, f1=f, object_dice=f, object_hausdorff=10.0)
 ...         for s, f in ((0, 0.5), (1, 0.7)) for p in ("test_a", "test_b")]
@@ -12,22 +14,58 @@ Intervals and verdicts come from :mod:`qfcn.study.stats`.
 ('a', 2, 0.6)
 >>> round(float(table.loc[0, "f1 A ±"]), 3)  # half-width of the 95% t-interval of the mean
 1.271
+>>> paired_difference([0.9], [0.8])["verdict"]
+'cannot tell: 1 seed(s), no seed-to-seed spread to compare against'
 """
 from __future__ import annotations
 
 import html
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 
 from qfcn.io import atomic_write_bytes, atomic_write_json, code_version
-from qfcn.study import records, runs, stats
+from qfcn.study import records, runs
 
 TESTS = records.TESTS
 SPLIT_NAMES = {"test_a": "Test A", "test_b": "Test B"}
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean of ``values`` (NaN bounds for fewer than 2 finite values)."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(x.mean())
+    if x.size < 2:
+        return (m, math.nan, math.nan)
+    half = float(st.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return (m, m - half, m + half)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, float | int | str]:
+    """Compare ``a`` against ``b``, paired by position (same seed). Returns the mean difference
+    ``a - b`` with its interval, the number of pairs and a plain-language verdict."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_difference: a has {a.shape} values and b has {b.shape}; expected one per seed each")
+    ok = np.isfinite(a) & np.isfinite(b)
+    d = a[ok] - b[ok]
+    m, lo, hi = mean_ci(d, level)
+    if d.size < 2:
+        verdict = f"cannot tell: {d.size} seed(s), no seed-to-seed spread to compare against"
+    elif lo > 0 or hi < 0:
+        verdict = f"larger than the seed-to-seed spread ({int(level * 100)}% interval of the difference excludes 0)"
+    else:
+        verdict = f"within the seed-to-seed spread ({int(level * 100)}% interval of the difference includes 0)"
+    return {"diff": m, "low": lo, "high": hi, "n": int(d.size), "verdict": verdict}
 
 
 def load_run_metrics(study_dir: str | os.PathLike, manifest_hash: str | None = None) -> list[dict[str, Any]]:
@@ -77,7 +115,7 @@ def main_table(main: pd.DataFrame) -> pd.DataFrame:
         row = dict(run=name, seeds=g.seed.nunique())
         for split in TESTS:
             for m in records.HEADLINE:
-                mean, lo, hi = stats.mean_ci(g[g.split == split][m].tolist())
+                mean, lo, hi = mean_ci(g[g.split == split][m].tolist())
                 row[f"{m} {split[-1].upper()}"] = mean
                 row[f"{m} {split[-1].upper()} ±"] = (hi - lo) / 2 if np.isfinite(lo) else np.nan
         rows.append(row)
@@ -105,7 +143,7 @@ def calibration(main: pd.DataFrame) -> dict[str, dict[str, float]]:
     out = {}
     for split in TESTS:
         vals = base[base.split == split]["f1"].tolist()
-        mean, lo, hi = stats.mean_ci(vals)
+        mean, lo, hi = mean_ci(vals)
         sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
         out[split] = dict(mean=mean, low=lo, high=hi, sd=sd, seeds=len(vals))
     return out
@@ -117,7 +155,7 @@ def compare(df: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], *, pair_on: 
 
     ``a`` and ``b`` are column -> value filters (e.g. ``{"variant": "ntq"}``); rows are paired
     on ``pair_on`` (``"run_dir"``: two variants of the same run, i.e. the same float members;
-    ``"seed"``: two runs with the same seed). Returns the :func:`qfcn.study.stats.paired_difference`
+    ``"seed"``: two runs with the same seed). Returns the :func:`paired_difference`
     dict plus the question, both means and a plain sentence; ``labels`` name the two sides in it
     (default: the filter values)."""
     def pick(flt):
@@ -128,7 +166,7 @@ def compare(df: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], *, pair_on: 
 
     sa, sb = pick(a), pick(b)
     keys = sorted(set(sa.index) & set(sb.index), key=str)
-    res = stats.paired_difference([sa[k] for k in keys], [sb[k] for k in keys])
+    res = paired_difference([sa[k] for k in keys], [sb[k] for k in keys])
     la, lb = labels or (", ".join(f"{k}={v}" for k, v in a.items()), ", ".join(f"{k}={v}" for k, v in b.items()))
     split_name = SPLIT_NAMES.get(split, split)
     if res["n"]:
