@@ -1,4 +1,4 @@
-"""The command line: thin argument parsing that calls :mod:`qfcn.study`.
+"""The command line: thin argument parsing that calls :mod:`qfcn.study.runner`.
 
 Commands::
 
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from qfcn.io import ROOT
+from qfcn.study import runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,16 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "test":
         return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT)
-    from qfcn import study
-
     kwargs = dict(params_path=args.params, out=args.out, data=args.data, workers=args.workers,
                   scheduler=args.scheduler, progress=not args.no_progress)
     try:
         if args.command == "study":
-            study.run_study(**kwargs)
+            runner.run_study(**kwargs)
         else:
-            study.run_sweep(**kwargs)
-    except study.StudyError as exc:
+            runner.run_sweep(**kwargs)
+    except runner.StudyError as exc:
         print(f"qfcn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

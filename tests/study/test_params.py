@@ -1,40 +1,12 @@
-"""Static checks of the pipeline notebooks and of every params file against them."""
-import ast
-import json
-
+"""Params files: keys and types checked against the notebooks, batch points, and the
+parameter checks of every step."""
 import pytest
 import yaml
 
-from qfcn import params as P
+from qfcn.io import ROOT
+from qfcn.study import params as P
 
-NOTEBOOKS = sorted(P.NOTEBOOKS.glob("*.ipynb"))
-PARAM_FILES = sorted((P.ROOT / "params").glob("*.yaml"))
-
-
-def test_every_section_has_its_notebook():
-    assert sorted(p.name for p in NOTEBOOKS) == sorted(P.SECTIONS.values())
-
-
-@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_is_stripped_and_well_formed(nb_path):
-    nb = json.loads(nb_path.read_text())
-    assert nb["metadata"]["kernelspec"]["name"] == "python3"
-    assert "papermill" not in nb["metadata"]
-    cells = nb["cells"]
-    assert cells[0]["cell_type"] == "markdown" and cells[0]["source"][0].startswith("# ")
-    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
-    for c in cells:
-        if c["cell_type"] == "code":
-            assert c.get("outputs") == [] and c.get("execution_count") is None, "outputs must be stripped"
-            assert "papermill" not in c.get("metadata", {}) and "execution" not in c.get("metadata", {})
-            src = "".join(c["source"])
-            assert not any(line.lstrip().startswith(("%", "!")) for line in src.splitlines()), "no magics"
-    # the parameters cell holds literal assignments only
-    tree = ast.parse("".join(cells[tagged[0]]["source"]))
-    for node in tree.body:
-        assert isinstance(node, ast.Assign), ast.dump(node)
-        ast.literal_eval(node.value)
+PARAM_FILES = sorted((ROOT / "params").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
@@ -93,12 +65,3 @@ def test_notebook_parameters_take_point_overrides_only_where_declared():
     out = P.notebook_parameters(params, "training", {"ntq_bits": 7, "selection": "random", "name": "x"})
     assert out["ntq_bits"] == 7 and out["n_members"] == 2 and "name" not in out
     assert "selection" not in out or "selection" in P.notebook_defaults(P.SECTIONS["training"])
-
-
-@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
-def test_papermill_sees_every_assignment_of_the_parameters_cell(nb_path):
-    # papermill's parser silently drops a parameter whose comment holds '=' or '(': check all are seen
-    nb = json.loads(nb_path.read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    names = {t.id for node in ast.parse("".join(cell["source"])).body for t in node.targets}
-    assert names == set(P.notebook_defaults(nb_path.name))

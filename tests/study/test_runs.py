@@ -1,10 +1,13 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
-from qfcn import runs
-from qfcn.io import ArtifactError, ROOT, atomic_write_json, param_hash, read_json
+from qfcn.io import ROOT, ArtifactError, atomic_write_json, param_hash, read_json
+from qfcn.study import runs
+
+FIXTURES = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_atomic_write_json_roundtrip_and_numpy(tmp_path):
@@ -63,3 +66,38 @@ def test_run_done(tmp_path):
     assert not runs.run_done(tmp_path, "h")
     atomic_write_json(tmp_path / "done.json", {"params_hash": "h"})
     assert runs.run_done(tmp_path, "h") and not runs.run_done(tmp_path, "other")
+
+
+
+def test_step_params_reads_the_parameters_cell_in_order():
+    ns = {"study_dir": "s", "run_dir": "r", "fail": True, "seed": 3, "selection": "random", "qsa_scheme": "float",
+          "qsa_bits": 32, "k_members": 2, "initial_fraction": 0.25, "budget": 0.5, "k_pick": 2, "k_candidates": 4,
+          "ntq_scheme": "float", "ntq_bits": 32, "n_members": 1, "val_fraction": 0.2, "variants": [], "other": 1}
+    got = runs.step_params("ok", ns, notebooks_dir=FIXTURES)
+    assert list(got) == ["seed", "selection", "qsa_scheme", "qsa_bits", "k_members", "initial_fraction", "budget",
+                         "k_pick", "k_candidates", "ntq_scheme", "ntq_bits", "n_members", "val_fraction",
+                         "variants", "fail"]
+    assert got["seed"] == 3 and got["fail"] is True and "other" not in got and "study_dir" not in got
+    assert runs.step_params("fail", {}, notebooks_dir=FIXTURES) == {}
+
+
+def test_step_params_names_a_missing_parameter_and_a_missing_cell(tmp_path):
+    with pytest.raises(KeyError, match=r"\['seed', 'selection'"):
+        runs.step_params("ok", {}, notebooks_dir=FIXTURES)
+    (tmp_path / "x.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": ["a = 1"]}]}))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        runs.step_params("x", {}, notebooks_dir=tmp_path)
+
+
+def test_step_params_of_the_project_notebooks_cover_their_parameters_cells():
+    for nb in sorted(runs.NOTEBOOKS.glob("*.ipynb")):
+        names = runs.parameter_names(nb)
+        assert set(runs.step_params(nb.stem, dict.fromkeys(names, 0))) == set(names) - {"study_dir", "run_dir"}
+
+
+def test_done_point(tmp_path):
+    assert runs.done_point(tmp_path) is None
+    atomic_write_json(tmp_path / "done.json", {"params_hash": "h"})
+    assert runs.done_point(tmp_path) == {}
+    atomic_write_json(tmp_path / "done.json", {"params_hash": "h", "point": {"name": "a", "seed": 0}})
+    assert runs.done_point(tmp_path) == {"name": "a", "seed": 0}

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qfcn import params as P
-from qfcn import report, runs, study
+from qfcn.io import ROOT
+from qfcn.study import params as P
+from qfcn.study import report, runs
+from qfcn.study import runner as study
 
-SMOKE = P.ROOT / "params" / "smoke.yaml"
+SMOKE = ROOT / "params" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def test_cli_bad_params_is_a_clear_error_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"batch": {"grid": {"ntq_bitz": [5]}}}))
     proc = subprocess.run([sys.executable, "-m", "qfcn", "sweep", "--params", str(bad), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, cwd=P.ROOT)
+                          capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "unknown key 'ntq_bitz'" in proc.stderr and str(bad) in proc.stderr
     assert not (tmp_path / "o").exists()

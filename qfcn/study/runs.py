@@ -1,24 +1,42 @@
-"""Run folders: provenance records and data-manifest checks (basic I/O lives in :mod:`qfcn.io`).
+"""Run folders: provenance records, data-manifest checks and a step's parameters
+(basic I/O lives in :mod:`qfcn.io`).
 
 Conventions
 -----------
 * A *study folder* ``OUT/`` holds ``data/`` (the GlaS-layout data set or a record of the
-  user's folder, plus ``manifest.json``) and ``runs/<readable-id>-<hash>/``.
+  user's folder, plus ``manifest.json``) and ``runs/<readable-id>-<hash>/`` (docs/method.md §6).
 * Every run folder holds ``params.json``: all parameters, the seed, the code version and the
   data manifest hash. Artifacts of one step are read by the next only when their recorded
   manifest hash equals the study's (:func:`require_manifest`).
-* Every file is written atomically (temporary file in the same folder, then ``os.replace``),
-  so an interrupted run never leaves a half-written result and a finished one is never
-  overwritten by a failed one.
+* A finished run holds ``done.json`` (written by :mod:`qfcn.study.runner`) with its parameter
+  hash and batch point; :func:`run_done` and :func:`done_point` read it.
+* Every file is written atomically (:func:`qfcn.io.atomic_write_bytes`), so an interrupted run
+  never leaves a half-written result and a finished one is never overwritten by a failed one.
+
+>>> import tempfile, pathlib
+>>> run = pathlib.Path(tempfile.mkdtemp())
+>>> rec = write_params(run, "02", {"k_members": 3}, seed=1, manifest_hash="m1")
+>>> rec["steps"], rec["seed"], rec["manifest_hash"]
+({'02': {'k_members': 3}}, 1, 'm1')
+>>> require_manifest(stamp({"x": 1}, "m1", {}), "m1", "a.json")["x"]
+1
+>>> run_done(run, "h")
+False
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from qfcn.io import ROOT, ArtifactError, atomic_write_json, code_version, param_hash, read_json, to_jsonable
+
+NOTEBOOKS = ROOT / "notebooks"  # the project's notebook chain (the runner takes another folder as argument)
+FOLDER_PARAMETERS = ("study_dir", "run_dir")  # where a step runs, not what it computes: outside its hash
+
 
 def data_dir(study_dir: str | os.PathLike) -> Path:
     """The data folder of a study: ``<study_dir>/data``."""
@@ -26,17 +44,13 @@ def data_dir(study_dir: str | os.PathLike) -> Path:
 
 
 def manifest_path(study_dir: str | os.PathLike) -> Path:
+    """``<study_dir>/data/manifest.json``, the data manifest of a study."""
     return data_dir(study_dir) / "manifest.json"
 
 
 def read_manifest(study_dir: str | os.PathLike) -> dict[str, Any]:
     """The data manifest written by the data step (``01-data``)."""
     return read_json(manifest_path(study_dir), "data manifest (written by notebook 01-data)")
-
-
-def glas_root(study_dir: str | os.PathLike) -> Path:
-    """The GlaS-layout folder the data step chose (synthetic or the user's)."""
-    return Path(read_manifest(study_dir)["glas_root"])
 
 
 def write_params(run_dir: str | os.PathLike, step: str, params: dict[str, Any], *, seed: int,
@@ -86,3 +100,42 @@ def run_done(run_dir: str | os.PathLike, params_hash: str) -> bool:
         return json.loads(path.read_text()).get("params_hash") == params_hash
     except json.JSONDecodeError:
         return False
+
+
+def done_point(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The batch point recorded in ``run_dir/done.json`` ({} when it has none); None when the
+    runner did not finish the folder (a run made in JupyterLab, or a failed one)."""
+    path = Path(run_dir) / "done.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("point", {})
+
+
+def parameter_names(notebook: str | os.PathLike) -> list[str]:
+    """Names assigned in the cell tagged ``parameters`` of a notebook file, in the cell's order.
+
+    Raises :class:`ValueError` when the notebook has no such cell."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return [t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+    raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+
+
+def step_params(step: str, namespace: Mapping[str, Any], notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A step's parameters for its provenance hash: ``{name: namespace[name]}`` for every name of
+    the parameters cell of ``<notebooks_dir>/<step>.ipynb`` (default: the project's notebooks/)
+    except ``study_dir`` and ``run_dir``, in the cell's order. A notebook calls it with
+    ``globals()``, so no second, hand-written list of its parameters can drift from the cell.
+
+    >>> step_params("05-ablations", {"study_dir": "x", "metric": "f1", "min_glands": 150})
+    {'metric': 'f1', 'min_glands': 150}
+    """
+    path = Path(notebooks_dir if notebooks_dir is not None else NOTEBOOKS) / f"{step}.ipynb"
+    names = [n for n in parameter_names(path) if n not in FOLDER_PARAMETERS]
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise KeyError(f"step_params({step!r}): parameters {missing} of {path} are not defined")
+    return {name: namespace[name] for name in names}

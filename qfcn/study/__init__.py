@@ -1,0 +1,19 @@
+"""The study layer (L6): the notebook chain as an experiment, from params files to the report.
+
+Callers import the submodules, which are this layer's API::
+
+    from qfcn.study import params, records, report, runner, runs
+
+* :mod:`~qfcn.study.params`: params files, batch points and every up-front parameter check;
+* :mod:`~qfcn.study.runs`: run folders, provenance, manifest checks, a step's parameters;
+* :mod:`~qfcn.study.records`: the ``metrics.json`` record, built, written and read;
+* :mod:`~qfcn.study.runner`: the papermill chain and batches (the notebooks folder is an argument);
+* :mod:`~qfcn.study.report`: tables, intervals, comparisons, summary.json and index.html.
+
+Nothing is imported here, so that a notebook importing ``runs`` does not pay for papermill,
+pandas or torch.
+
+>>> from qfcn.study import runs
+>>> runs.data_dir("out").as_posix()
+'out/data'
+"""
