@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -243,3 +244,81 @@ def test_safcn_all_layers_quantized_bn_and_bias_float() -> None:
     for k, v in net.state_dict().items():
         if k in bn_before:
             assert torch.equal(v, bn_before[k]), k
+
+
+# ---------------------------------------------------------------------------- the controller lives on the model
+def test_deepcopy_carries_inq_controller() -> None:
+    net = tiny_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(2, 2, 6, 6)
+    q = attach_quantizer(net, "inq", 5, strategy="random", seed=7)
+    q.attach_optimizer(opt)
+    q.step()
+    net(x).pow(2).mean().backward()
+    opt.step()
+    q.step()
+    twin = copy.deepcopy(net)
+    q2 = attached_quantizer(twin)
+    assert q2 is not None and q2 is not q and q2.model is twin
+    modules = dict(twin.named_modules())
+    assert all(modules[n] is m for n, m in q2.layers)
+    assert q2.step_index == q.step_index == 2 and q2.n1 == q.n1
+    for (n, m), (_, m2) in zip(q.layers, q2.layers):
+        assert torch.equal(q2.masks[n], q.masks[n]) and q2.masks[n] is not q.masks[n]
+        assert torch.equal(bits_of(m2.weight), bits_of(m.weight))
+    # the copy masks its own gradients and keeps its frozen weights under its own optimizer
+    opt2 = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    q2.attach_optimizer(opt2)
+    frozen = {n: m.weight.detach().clone() for n, m in q2.layers}
+    for _ in range(2):
+        opt2.zero_grad()
+        twin(x).pow(2).mean().backward()
+        opt2.step()
+    for n, m in q2.layers:
+        mask = q2.masks[n]
+        assert m.weight.grad[mask].abs().sum() == 0
+        assert torch.equal(bits_of(m.weight[mask]), bits_of(frozen[n][mask]))
+    # stepping the copy leaves the original alone
+    before = {n: (q.masks[n].clone(), m.weight.detach().clone()) for n, m in q.layers}
+    q2.step()
+    assert q.step_index == 2 and q2.step_index == 3
+    for n, m in q.layers:
+        assert torch.equal(q.masks[n], before[n][0]) and torch.equal(bits_of(m.weight), bits_of(before[n][1]))
+    # ... and the original continues with the same random stream as the copy did
+    q.step()
+    assert all(torch.equal(q.masks[n], q2.masks[n]) for n, _ in q.layers)
+    q2.detach()
+    assert attached_quantizer(twin) is None and attached_quantizer(net) is q
+
+
+def test_deepcopy_carries_uniform_controller() -> None:
+    net = tiny_net()
+    q = attach_quantizer(net, "uniform", 4)
+    q.step()
+    twin = copy.deepcopy(net)
+    q2 = attached_quantizer(twin)
+    assert q2 is not q and q2.fake_quant_enabled and q2.model is twin
+    for (_, m), (_, m2) in zip(q.layers, q2.layers):
+        assert torch.equal(bits_of(m2.weight), bits_of(m.weight))
+    q2.fake_quant_enabled = False
+    assert q.fake_quant_enabled
+    assert torch.equal(twin[0].weight, twin[0].parametrizations.weight.original)
+    q2.detach()
+    assert attached_quantizer(net) is q and parametrize.is_parametrized(net[0], "weight")
+
+
+def test_attached_inq_keeps_parameters_and_state_dict() -> None:
+    """Training sees the same parameters in the same order; checkpoints keep their keys and load."""
+    net = tiny_net()
+    params = [(n, p) for n, p in net.named_parameters()]
+    keys, modules = list(net.state_dict()), [n for n, _ in net.named_modules()]
+    q = attach_quantizer(net, "inq", 5)
+    q.step()
+    assert [(n, p) for n, p in net.named_parameters()] == params  # same objects, same order
+    assert list(net.state_dict()) == keys and [n for n, _ in net.named_modules()] == modules
+    assert not any(isinstance(b, torch.Tensor) and b is q.masks["0"] for b in net.buffers())
+    plain = tiny_net(seed=1)
+    plain.load_state_dict(net.state_dict())
+    assert attached_quantizer(plain) is None
+    q.detach()
+    assert all(not hasattr(m, "weight_quantizer") for _, m in q.layers)
