@@ -1,7 +1,8 @@
-"""Tests of qfcn.quant: INQ levels and rule, the incremental procedure, uniform fake quant, controllers."""
+"""Tests of the controllers: schemes, the incremental INQ procedure, uniform fake quant, attach/detach."""
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -11,38 +12,12 @@ from torch.nn.utils import parametrize
 
 from qfcn import quant
 from qfcn.models import SAFCN
-from qfcn.quant import (
-    SCHEMES,
-    attach_quantizer,
-    attached_quantizer,
-    check_scheme,
-    inq_decode,
-    inq_encode,
-    inq_levels,
-    inq_n1,
-    inq_quantize,
-    round_ste,
-    uniform_decode,
-    uniform_encode,
-    uniform_quantize,
-    uniform_scale,
-)
+from qfcn.quant import (SCHEMES, attach_quantizer, attached_quantizer, check_scheme, inq_decode, inq_quantize,
+                        uniform_decode, uniform_quantize)
+
+from .helpers import bits_of, tiny_net
 
 
-def bits_of(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().view(torch.int32)
-
-
-def tiny_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.ConvTranspose2d(4, 3, 2, stride=2), nn.BatchNorm2d(3), nn.ReLU(),
-        nn.Conv2d(3, 1, 1),
-    )
-
-
-# ---------------------------------------------------------------------------- schemes
 def test_schemes_and_check_scheme() -> None:
     assert SCHEMES["float"] == {32} and SCHEMES["inq"] == set(range(2, 9)) == SCHEMES["uniform"]
     assert check_scheme("inq", 5) == ("inq", 5)
@@ -55,97 +30,6 @@ def test_schemes_and_check_scheme() -> None:
             check_scheme(scheme, bits)
 
 
-# ---------------------------------------------------------------------------- INQ levels and rule
-def test_inq_n1_hand_computed() -> None:
-    assert inq_n1(torch.tensor([0.3, -1.0])) == 0  # floor(log2(4/3)) = 0
-    assert inq_n1(torch.tensor([0.3])) == -2  # 4*0.3/3 = 0.4 -> floor(-1.32) = -2
-    assert inq_n1(torch.tensor([2.0, -0.1])) == 1  # max exactly a power of two: 8/3 -> 1
-    assert inq_n1(torch.tensor([0.5])) == -1  # 2/3 -> -1
-    assert inq_n1(torch.tensor([1.5])) == 1  # 4*1.5/3 = 2 exactly -> 1 (boundary is exact)
-    assert inq_n1(torch.tensor([1.4999999])) == 0
-    assert inq_n1(torch.tensor([-0.75])) == 0  # 1 exactly -> 0
-    assert inq_n1(torch.zeros(2, 3)) == 0  # all-zero layer: documented convention
-    with pytest.raises(ValueError, match="inf or NaN"):
-        inq_n1(torch.tensor([1.0, float("nan")]))
-    with pytest.raises(ValueError, match="empty"):
-        inq_n1(torch.zeros(0))
-
-
-def test_inq_levels_hand_computed() -> None:
-    # b = 3: n2 = n1 + 1 - 2 = n1 - 1 -> zero plus 2 magnitudes
-    assert inq_levels(3, 0).tolist() == [0.0, 0.5, 1.0]
-    # b = 5: n2 = n1 - 7 -> zero plus 8 magnitudes
-    assert inq_levels(5, -2).tolist() == [0.0] + [2.0**n for n in range(-9, -1)]
-    assert len(inq_levels(5, 3)) == 9
-    # b = 7: 32 magnitudes; b = 2: one
-    assert inq_levels(7, 1).tolist() == [0.0] + [2.0**n for n in range(-30, 2)]
-    assert inq_levels(2, 4).tolist() == [0.0, 16.0]
-    with pytest.raises(ValueError, match="bits"):
-        inq_levels(9, 0)
-
-
-def test_inq_rule_b3_hand_computed() -> None:
-    # levels {0, 0.5, 1}: 0.5 for [0.25, 0.75), 1 for [0.75, 1.5) and above (top level, never 0)
-    w = torch.tensor([0.0, 0.2, 0.25, -0.3, 0.74, 0.75, -1.0, 1.49, 1.6, -7.0])
-    expected = [0.0, 0.0, 0.5, -0.5, 0.5, 1.0, -1.0, 1.0, 1.0, -1.0]
-    assert inq_quantize(w, 3, n1=0).tolist() == expected
-    # levels from w itself: s = 7 -> n1 = floor(log2(28/3)) = 3, levels {0, 4, 8}
-    assert inq_quantize(w, 3).tolist() == [0.0, 0, 0, 0, 0, 0, 0, 0, 0, -8.0]
-
-
-def test_inq_rule_b5_hand_computed() -> None:
-    # s = 0.3 -> n1 = -2, n2 = -9; zero below 2**-10 = 0.0009765625
-    w = torch.tensor([0.3, -0.1, 0.01, 0.0009, 0.0009765625, -0.0015, 0.2, 0.14])
-    expected = [0.25, -0.125, 0.0078125, 0.0, 0.001953125, -0.001953125, 0.25, 0.125]
-    assert inq_n1(w) == -2
-    assert inq_quantize(w, 5).tolist() == expected
-
-
-def test_inq_rule_b7_max_power_of_two() -> None:
-    # s = 2 exactly -> n1 = 1, n2 = 1 + 1 - 32 = -30; zero below 2**-31
-    w = torch.tensor([2.0, -1.0, 0.75, 2.0**-31, 2.0**-32, 3e-10, -1.5, 1.2])
-    expected = [2.0, -1.0, 1.0, 2.0**-30, 0.0, 0.0, -2.0, 1.0]
-    assert inq_quantize(w, 7).tolist() == expected
-    q = inq_quantize(w, 7)
-    assert torch.equal(inq_quantize(q, 7), q)  # idempotent on the grid
-
-
-def test_inq_all_zero_layer() -> None:
-    w = torch.zeros(3, 2, 3, 3)
-    q = inq_quantize(w, 5)
-    assert torch.equal(bits_of(q), bits_of(torch.zeros_like(w)))  # +0.0 everywhere
-    assert inq_encode(w, 5, inq_n1(w)).sum() == 0
-
-
-def test_inq_quantize_matches_nearest_level_search() -> None:
-    """The vectorized rule equals a brute-force search of the INQ interval table."""
-    torch.manual_seed(1)
-    w = torch.randn(5000) * 0.1
-    for bits in (2, 3, 5, 7, 8):
-        n1 = inq_n1(w)
-        lv = inq_levels(bits, n1)
-        a = w.double().abs()
-        out = torch.zeros_like(a)
-        for lo, beta in zip(lv[:-1], lv[1:]):
-            out = torch.where(((lo + beta) / 2 <= a) & (a < 1.5 * beta), beta, out)
-        out = torch.where(a >= 1.5 * lv[-1], lv[-1], out)
-        assert torch.equal(inq_quantize(w, bits).double(), torch.sign(w.double()) * out), bits
-
-
-@pytest.mark.parametrize("bits", range(2, 9))
-def test_inq_codes_round_trip(bits: int) -> None:
-    torch.manual_seed(bits)
-    w = torch.randn(7, 5, 3, 3)
-    n1 = inq_n1(w)
-    q = inq_quantize(w, bits, n1)
-    codes = inq_encode(q, bits, n1)
-    assert codes.dtype == torch.uint8 and int(codes.max()) < 2**bits
-    assert torch.equal(bits_of(inq_decode(codes, bits, n1)), bits_of(q))
-    with pytest.raises(ValueError, match="not on the"):
-        inq_encode(w, bits, n1)
-
-
-# ---------------------------------------------------------------------------- INQ procedure
 def test_partition_order_largest_first_and_frozen() -> None:
     net = tiny_net()
     w0 = {n: m.weight.detach().clone() for n, m in quant.quantized_layers(net)}
@@ -153,7 +37,7 @@ def test_partition_order_largest_first_and_frozen() -> None:
     assert q.n_steps == 4 and not q.done and not q.fake_quant_enabled
     q.step()
     for name, m in q.layers:
-        mask = q._mask[name]
+        mask = q.masks[name]
         n = m.weight.numel()
         assert int(mask.sum()) == round(0.5 * n)
         a = w0[name].abs()
@@ -178,7 +62,7 @@ def test_ties_select_exact_count() -> None:
     nn.init.constant_(net[0].weight, 0.3)
     q = attach_quantizer(net, "inq", 3, iterative_steps=(0.5, 1.0))
     q.step()
-    assert int(q._mask["0"].sum()) == round(0.5 * 9)
+    assert int(q.masks["0"].sum()) == round(0.5 * 9)
 
 
 def test_weight_grown_past_top_level_takes_top_level() -> None:
@@ -199,7 +83,7 @@ def test_random_strategy_is_seeded() -> None:
         net = tiny_net()
         q = attach_quantizer(net, "inq", 5, strategy="random", seed=seed)
         q.step()
-        masks.append(torch.cat([q._mask[n].flatten() for n, _ in q.layers]))
+        masks.append(torch.cat([q.masks[n].flatten() for n, _ in q.layers]))
     assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
 
 
@@ -223,7 +107,7 @@ def test_frozen_weights_do_not_move_under_optimizer(make_opt) -> None:
     q.attach_optimizer(opt)
     for _ in range(2):
         q.step()
-        frozen = {n: (q._mask[n].clone(), m.weight.detach().clone()) for n, m in q.layers}
+        frozen = {n: (q.masks[n].clone(), m.weight.detach().clone()) for n, m in q.layers}
         train(4)
         moved_free = False
         for name, m in q.layers:
@@ -256,7 +140,7 @@ def test_inq_state_dict_round_trip_weights_only() -> None:
     q.step()
     q2.step()  # continues identically, random stream included
     for (n, m), (_, m2) in zip(q.layers, q2.layers):
-        assert torch.equal(q._mask[n], q2._mask[n])
+        assert torch.equal(q.masks[n], q2.masks[n])
         assert torch.equal(m.weight, m2.weight)
     with pytest.raises(ValueError, match="scheme='inq' bits=7"):
         attach_quantizer(tiny_net(), "inq", 7).load_state_dict(ck["quant"])
@@ -272,45 +156,6 @@ def test_inq_codes_require_full_quantization() -> None:
     for name, m in q.layers:
         c = q.codes()[name]
         assert torch.equal(inq_decode(c["codes"], 4, c["n1"]), m.weight.detach())
-
-
-# ---------------------------------------------------------------------------- uniform
-@pytest.mark.parametrize("bits", range(2, 9))
-def test_uniform_matches_torch_fake_quantize(bits: int) -> None:
-    torch.manual_seed(bits)
-    qmax = 2 ** (bits - 1) - 1
-    for w, ax in [(torch.randn(6, 4, 3, 3), 0), (torch.randn(4, 5, 2, 2), 1)]:
-        scale = uniform_scale(w, bits, True, ax)
-        ref = torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(w.shape[ax], dtype=torch.int32),
-                                                     ax, -qmax, qmax)
-        assert torch.equal(bits_of(uniform_quantize(w, bits, True, ax)), bits_of(ref))
-        s = float(uniform_scale(w, bits, False))
-        ref_t = torch.fake_quantize_per_tensor_affine(w, s, 0, -qmax, qmax)
-        assert torch.equal(bits_of(uniform_quantize(w, bits, per_channel=False)), bits_of(ref_t))
-
-
-def test_uniform_hand_computed_and_zero_channel() -> None:
-    w = torch.tensor([[0.6, -0.41, 0.05], [0.0, 0.0, 0.0]])
-    # bits 3: qmax 3, scale row 0 = 0.2 -> q = 3, -2, 0; row 1 all zero (scale 0)
-    out = uniform_quantize(w, 3)
-    torch.testing.assert_close(out, torch.tensor([[0.6, -0.4, 0.0], [0.0, 0.0, 0.0]]), rtol=0, atol=1e-7)
-    assert torch.isfinite(out).all()
-    codes = uniform_encode(out, 3, uniform_scale(w, 3))
-    assert codes.tolist() == [[6, 1, 3], [3, 3, 3]]
-    assert torch.equal(uniform_decode(codes, 3, uniform_scale(w, 3)), out)
-    with pytest.raises(ValueError, match="not on the 3-bit uniform grid"):
-        uniform_encode(w, 3, uniform_scale(w, 3))
-
-
-def test_round_ste_gradient() -> None:
-    x = torch.tensor([0.4, 1.5, 2.5, -0.6], requires_grad=True)
-    y = round_ste(x)
-    assert y.tolist() == [0.0, 2.0, 2.0, -1.0]  # half to even
-    y.sum().backward()
-    assert x.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
-    w = torch.randn(3, 4, requires_grad=True)
-    uniform_quantize(w, 4).sum().backward()
-    torch.testing.assert_close(w.grad, torch.ones_like(w))
 
 
 def test_uniform_controller_lifecycle() -> None:
@@ -399,3 +244,81 @@ def test_safcn_all_layers_quantized_bn_and_bias_float() -> None:
     for k, v in net.state_dict().items():
         if k in bn_before:
             assert torch.equal(v, bn_before[k]), k
+
+
+# ---------------------------------------------------------------------------- the controller lives on the model
+def test_deepcopy_carries_inq_controller() -> None:
+    net = tiny_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(2, 2, 6, 6)
+    q = attach_quantizer(net, "inq", 5, strategy="random", seed=7)
+    q.attach_optimizer(opt)
+    q.step()
+    net(x).pow(2).mean().backward()
+    opt.step()
+    q.step()
+    twin = copy.deepcopy(net)
+    q2 = attached_quantizer(twin)
+    assert q2 is not None and q2 is not q and q2.model is twin
+    modules = dict(twin.named_modules())
+    assert all(modules[n] is m for n, m in q2.layers)
+    assert q2.step_index == q.step_index == 2 and q2.n1 == q.n1
+    for (n, m), (_, m2) in zip(q.layers, q2.layers):
+        assert torch.equal(q2.masks[n], q.masks[n]) and q2.masks[n] is not q.masks[n]
+        assert torch.equal(bits_of(m2.weight), bits_of(m.weight))
+    # the copy masks its own gradients and keeps its frozen weights under its own optimizer
+    opt2 = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    q2.attach_optimizer(opt2)
+    frozen = {n: m.weight.detach().clone() for n, m in q2.layers}
+    for _ in range(2):
+        opt2.zero_grad()
+        twin(x).pow(2).mean().backward()
+        opt2.step()
+    for n, m in q2.layers:
+        mask = q2.masks[n]
+        assert m.weight.grad[mask].abs().sum() == 0
+        assert torch.equal(bits_of(m.weight[mask]), bits_of(frozen[n][mask]))
+    # stepping the copy leaves the original alone
+    before = {n: (q.masks[n].clone(), m.weight.detach().clone()) for n, m in q.layers}
+    q2.step()
+    assert q.step_index == 2 and q2.step_index == 3
+    for n, m in q.layers:
+        assert torch.equal(q.masks[n], before[n][0]) and torch.equal(bits_of(m.weight), bits_of(before[n][1]))
+    # ... and the original continues with the same random stream as the copy did
+    q.step()
+    assert all(torch.equal(q.masks[n], q2.masks[n]) for n, _ in q.layers)
+    q2.detach()
+    assert attached_quantizer(twin) is None and attached_quantizer(net) is q
+
+
+def test_deepcopy_carries_uniform_controller() -> None:
+    net = tiny_net()
+    q = attach_quantizer(net, "uniform", 4)
+    q.step()
+    twin = copy.deepcopy(net)
+    q2 = attached_quantizer(twin)
+    assert q2 is not q and q2.fake_quant_enabled and q2.model is twin
+    for (_, m), (_, m2) in zip(q.layers, q2.layers):
+        assert torch.equal(bits_of(m2.weight), bits_of(m.weight))
+    q2.fake_quant_enabled = False
+    assert q.fake_quant_enabled
+    assert torch.equal(twin[0].weight, twin[0].parametrizations.weight.original)
+    q2.detach()
+    assert attached_quantizer(net) is q and parametrize.is_parametrized(net[0], "weight")
+
+
+def test_attached_inq_keeps_parameters_and_state_dict() -> None:
+    """Training sees the same parameters in the same order; checkpoints keep their keys and load."""
+    net = tiny_net()
+    params = [(n, p) for n, p in net.named_parameters()]
+    keys, modules = list(net.state_dict()), [n for n, _ in net.named_modules()]
+    q = attach_quantizer(net, "inq", 5)
+    q.step()
+    assert [(n, p) for n, p in net.named_parameters()] == params  # same objects, same order
+    assert list(net.state_dict()) == keys and [n for n, _ in net.named_modules()] == modules
+    assert not any(isinstance(b, torch.Tensor) and b is q.masks["0"] for b in net.buffers())
+    plain = tiny_net(seed=1)
+    plain.load_state_dict(net.state_dict())
+    assert attached_quantizer(plain) is None
+    q.detach()
+    assert all(not hasattr(m, "weight_quantizer") for _, m in q.layers)

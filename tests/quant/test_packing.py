@@ -1,4 +1,4 @@
-"""Tests of qfcn.packing: bit packing, bit-identical round trips, sizes, bad and tampered files."""
+"""Tests of qfcn.quant.packing: bit packing, bit-identical round trips, sizes, bad and tampered files."""
 
 from __future__ import annotations
 
@@ -12,35 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from qfcn import packing, quant
+from qfcn import quant
 from qfcn.models import SAFCN
-from qfcn.packing import PackedFormatError, load_packed, pack_bits, save_packed, unpack_bits
+from qfcn.quant import PackedFormatError, load_packed, save_packed
+from qfcn.quant import packformat
+from qfcn.quant.packformat import pack_bits, unpack_bits
 
-CFG = dict(width=0.125, n_stages=3)
-
-
-def make_net(seed: int = 0, **kw) -> SAFCN:
-    torch.manual_seed(seed)
-    net = SAFCN(**{**CFG, **kw})
-    # non-trivial batch-norm statistics and biases, so the float parts are checked too
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            m.num_batches_tracked.fill_(17)
-    return net
-
-
-def assert_bit_identical(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        x, y = sa[k], sb[k]
-        assert x.dtype == y.dtype and x.shape == y.shape, k
-        if x.is_floating_point():
-            assert torch.equal(x.contiguous().view(torch.int32), y.contiguous().view(torch.int32)), k
-        else:
-            assert torch.equal(x, y), k
+from .helpers import assert_bit_identical, make_net
 
 
 # ---------------------------------------------------------------------------- bit packing
@@ -244,9 +222,9 @@ def test_load_into_mismatched_model(packed: Path) -> None:
 
 def test_header_is_plain_json(packed: Path) -> None:
     prefix, header, payload, digest = _split(packed)
-    assert prefix[:8] == packing.MAGIC
+    assert prefix[:8] == packformat.MAGIC
     h = json.loads(header)
-    assert h["format"] == "qfcn-packed" and h["version"] == packing.FORMAT_VERSION
+    assert h["format"] == "qfcn-packed" and h["version"] == packformat.FORMAT_VERSION
     assert h["payload_sha256"] == hashlib.sha256(payload).hexdigest()
     kinds = {e["kind"] for e in h["entries"]}
     assert kinds == {"inq", "float"}
