@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qfcn import data, infer, suggest, synth, train
+from qfcn import data, infer, suggest, train
 
 HERE = Path(__file__).resolve().parent
 K, STEPS, K_PICK, K_C = 3, 25, 9, 18
@@ -23,7 +23,7 @@ K, STEPS, K_PICK, K_C = 3, 25, 9, 18
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp())
-    ds = data.load_glas(synth.make_glas(tmp / "glas", seed=0, n_train=85, n_test_a=1, n_test_b=1, scale=0.5))
+    ds = data.load_glas(data.make_glas(tmp / "glas", seed=0, n_train=85, n_test_a=1, n_test_b=1, scale=0.5))
     by_name = {s.name: s for s in ds.train}
     pool = list(by_name)
     cfg = train.TrainConfig(model=dict(width=0.25, n_stages=4), crop_size=128, batch_size=8, lr=2e-3,

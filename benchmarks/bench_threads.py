@@ -15,9 +15,9 @@ HERE = Path(__file__).resolve().parent
 STEPS = 40
 JOB = f"""
 import sys, tempfile, time, torch
-from qfcn import synth, data, train
+from qfcn import data, train
 torch.set_num_threads(int(sys.argv[1]))
-ds = data.load_glas(synth.make_glas(sys.argv[2], seed=0, n_train=16, n_test_a=1, n_test_b=1, scale=0.5))
+ds = data.load_glas(data.make_glas(sys.argv[2], seed=0, n_train=16, n_test_a=1, n_test_b=1, scale=0.5))
 cfg = train.TrainConfig(model=dict(width=0.25, n_stages=4), crop_size=128, batch_size=8, float_steps={STEPS},
                         seed=0, bf16=True, channels_last=True, ckpt_every=10**6)
 t = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's qfcn, even without an install
-from qfcn import data, infer, synth, train
+from qfcn import data, infer, train
 
 OUT = Path(__file__).resolve().parent / "results" / "train.json"
 STEPS = 3  # timed float steps per configuration and repeat (plus one untimed first step)
@@ -40,7 +40,7 @@ THREADS = 1  # the 2 cores are shared: one thread gives stable numbers, two thra
 def _samples(n: int = 3) -> list[data.Sample]:
     out = []
     for i in range(1, n + 1):
-        image, inst, _ = synth.draw_split_image(0, "train", i, grade="benign", scale=1.0)
+        image, inst, _ = data.draw_split_image(0, "train", i, grade="benign", scale=1.0)
         out.append(data.Sample(f"train_{i}", "train", image, inst.astype("int32"), "benign"))
     return out
 

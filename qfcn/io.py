@@ -12,6 +12,8 @@ finished one is never overwritten by a failed one.
 {'a': [2, 3], 'b': 1}
 >>> param_hash({"a": 1}) == param_hash({"a": 1}) != param_hash({"a": 2})
 True
+>>> run_done(d, param_hash({"a": 1}))
+False
 """
 from __future__ import annotations
 
@@ -99,3 +101,14 @@ def code_version() -> str:
         return f"{__version__}+g{commit}" + (".dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return __version__
+
+
+def run_done(run_dir: str | os.PathLike, params_hash: str) -> bool:
+    """True when ``run_dir/done.json`` records a finished run with this parameter hash."""
+    path = Path(run_dir) / "done.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("params_hash") == params_hash
+    except json.JSONDecodeError:
+        return False

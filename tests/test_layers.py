@@ -154,7 +154,6 @@ def test_layer_violations_finds_a_cycle(tmp_path):
     assert layer_violations(pkg) == ["import cycle: qfcn.quant -> qfcn.quant.inq -> qfcn.quant.uniform"]
 
 
-@pytest.mark.xfail(strict=False, reason="passes after merge")
 def test_qfcn_has_no_upward_import_and_no_cycle():
     root = Path(__file__).resolve().parent.parent / "qfcn"
     assert layer_violations(root) == []

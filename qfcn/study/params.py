@@ -46,7 +46,8 @@ from typing import Any
 
 import yaml
 
-from qfcn import quant, stages
+from qfcn import quant, suggest
+from qfcn.train import VARIANTS
 from qfcn.study.runs import NOTEBOOKS
 
 SECTIONS: dict[str, str] = {
@@ -59,7 +60,6 @@ SECTIONS: dict[str, str] = {
 CHAIN = ("ensemble", "suggestion", "training")  # the per-run notebooks a batch point parameterises
 RUNNER_PARAMETERS = frozenset({"study_dir", "run_dir", "glas_dir"})
 BATCH_KEYS = frozenset({"seeds", "runs", "grid"})
-VARIANTS = ("float_control", "other_scheme", "ptq", "ptq_bn")  # controls notebook 04 can derive
 
 
 class ParamsError(ValueError):
@@ -213,22 +213,11 @@ def _count(name: str, value: Any, low: int) -> None:
         raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
 
 
-def check_data(*, n_train: int, n_test_a: int, n_test_b: int, scale: float, difficulty: float, **_: Any) -> None:
-    """Parameters of ``01-data`` that shape the synthetic GlaS (docs/method.md §2)."""
-    for name, value in dict(n_train=n_train, n_test_a=n_test_a, n_test_b=n_test_b).items():
-        if not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name}={value!r}: expected a positive integer")
-    if not 0.05 <= scale <= 2.0:
-        raise ValueError(f"scale={scale!r}: expected a value in [0.05, 2]")
-    if not 0.0 <= difficulty <= 1.0:
-        raise ValueError(f"difficulty={difficulty!r}: expected a value in [0, 1]")
-
-
 def check_ensemble(*, selection: str, qsa_scheme: str, qsa_bits: int, k_members: int, initial_fraction: float,
                    **_: Any) -> None:
     """Parameters of ``02-ensemble-quantization``."""
-    if selection not in stages.METHODS:
-        raise ValueError(f"selection={selection!r}: expected one of {list(stages.METHODS)}")
+    if selection not in suggest.METHODS:
+        raise ValueError(f"selection={selection!r}: expected one of {list(suggest.METHODS)}")
     _count("k_members", k_members, 2)
     _fraction("initial_fraction", initial_fraction)
     quant.check_scheme(qsa_scheme, qsa_bits)
@@ -237,12 +226,12 @@ def check_ensemble(*, selection: str, qsa_scheme: str, qsa_bits: int, k_members:
 def check_suggestion(n_pool: int, *, selection: str, budget: float, k_pick: int, k_candidates: int,
                      initial_fraction: float, k_members: int, seed: int = 0, **_: Any) -> dict[str, Any]:
     """Parameters of ``03-suggestion`` for a pool of ``n_pool`` training images; returns the
-    resolved stage-loop settings (:func:`qfcn.stages.validate_settings`)."""
+    resolved suggestion-loop settings (:func:`qfcn.suggest.validate_settings`)."""
     full = selection == "full"
-    return stages.validate_settings(
-        n_pool, method=selection, k=k_pick, k_c=k_candidates if selection == "suggestive" else None, budget=budget,
-        n_initial=None if full else max(1, stages.count_from_fraction(initial_fraction, n_pool)),
-        initial_fraction=None, seed=seed, n_members=k_members if selection in stages.MODEL_METHODS else None)
+    return suggest.validate_settings(
+        n_pool, selection=selection, k_pick=k_pick, k_candidates=k_candidates if selection == "suggestive" else None,
+        budget=budget, n_initial=None if full else max(1, suggest.count_from_fraction(initial_fraction, n_pool)),
+        initial_fraction=None, seed=seed, k_members=k_members if selection in suggest.MODEL_METHODS else None)
 
 
 def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, val_fraction: float,

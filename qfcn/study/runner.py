@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from qfcn.io import ArtifactError, atomic_write_json, param_hash
+from qfcn.io import ArtifactError, atomic_write_json, param_hash, run_done
 from qfcn.study import params as P
 from qfcn.study import report, runs
 
@@ -101,7 +101,7 @@ def run_point(params: dict[str, Any], point: dict[str, Any], out: str, progress:
     name, h = run_id(point, chain)
     run_dir = out / "runs" / name
     status = {"name": point.get("name"), "seed": point.get("seed"), "run_dir": str(run_dir), "params_hash": h}
-    if runs.run_done(run_dir, h):
+    if run_done(run_dir, h):
         return {**status, "status": "skipped (done)"}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "failed.json").unlink(missing_ok=True)

@@ -9,7 +9,7 @@ Conventions
   data manifest hash. Artifacts of one step are read by the next only when their recorded
   manifest hash equals the study's (:func:`require_manifest`).
 * A finished run holds ``done.json`` (written by :mod:`qfcn.study.runner`) with its parameter
-  hash and batch point; :func:`run_done` and :func:`done_point` read it.
+  hash and batch point; :func:`qfcn.io.run_done` and :func:`done_point` read it.
 * Every file is written atomically (:func:`qfcn.io.atomic_write_bytes`), so an interrupted run
   never leaves a half-written result and a finished one is never overwritten by a failed one.
 
@@ -20,8 +20,6 @@ Conventions
 ({'02': {'k_members': 3}}, 1, 'm1')
 >>> require_manifest(stamp({"x": 1}, "m1", {}), "m1", "a.json")["x"]
 1
->>> run_done(run, "h")
-False
 """
 from __future__ import annotations
 
@@ -89,17 +87,6 @@ def resolve(path: str | os.PathLike) -> Path:
     (never to the current directory, which differs between JupyterLab and papermill)."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else ROOT / path
-
-
-def run_done(run_dir: str | os.PathLike, params_hash: str) -> bool:
-    """True when ``run_dir/done.json`` records a finished run with this parameter hash."""
-    path = Path(run_dir) / "done.json"
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("params_hash") == params_hash
-    except json.JSONDecodeError:
-        return False
 
 
 def done_point(run_dir: str | os.PathLike) -> dict[str, Any] | None:

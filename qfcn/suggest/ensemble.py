@@ -25,8 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from qfcn import infer, train
-from qfcn.splits import bootstrap_resample
+from qfcn import data, infer, train
 from qfcn.suggest.rounds import SuggestionResult, initial_set, run_suggestion
 from qfcn.suggest.select import MODEL_METHODS, uncertainty, uncertainty_map
 from qfcn.suggest.settings import count_from_fraction
@@ -72,16 +71,16 @@ def out_of_bag_scores(members: Sequence[Any], samples: Sequence[Any], cfg: train
     on) that its bootstrap resample did not draw (all of them when it drew every one).
 
     Returns:
-        one dict per member: ``member``, ``oob_images`` and :func:`qfcn.train.evaluate`'s
+        one dict per member: ``member``, ``oob_images`` and :func:`qfcn.train.validation_scores`'s
         ``val_loss``, ``val_dice`` (whole images, fp32, ``cfg.contour_width``).
     """
     samples = list(samples)
     rows = []
     for m, r in enumerate(members):
-        drawn = {s.name for s in bootstrap_resample(samples, cfg.seed, m)}
+        drawn = {s.name for s in data.bootstrap_resample(samples, cfg.seed, m)}
         oob = [s for s in samples if s.name not in drawn] or samples
         rows.append(dict(member=m, oob_images=len(oob),
-                         **train.evaluate(r.model, oob, contour_width=cfg.contour_width)))
+                         **train.validation_scores(r.model, oob, contour_width=cfg.contour_width)))
     return rows
 
 

@@ -45,7 +45,7 @@ for a whole ensemble)::
 
     from qfcn import data, train
     ds = data.load_glas("data/glas")
-    fit, val = train.split_validation(ds.train, 0.15, seed=0)
+    fit, val = data.split_validation(ds.train, 0.15, seed=0)
     cfg = train.TrainConfig(float_steps=2000, scheme="inq", bits=5, retrain_steps=300)
     base = train.train_model(fit, train.TrainConfig(float_steps=2000), out_dir="runs/float",
                              val_samples=val)
@@ -60,7 +60,6 @@ A run that runs here:
 'float'
 """
 
-from qfcn.splits import bootstrap_resample, member_seed, split_validation
 from qfcn.train.checkpoints import TrainResult, load_model
 from qfcn.train.config import TrainConfig, extra_steps, float_control_config, lr_at
 from qfcn.train.ensembles import (VARIANTS, derive_variants, pack_variants, post_training_quantize, recalibrate_bn,
@@ -72,20 +71,17 @@ __all__ = [
     "VARIANTS",
     "TrainConfig",
     "TrainResult",
-    "bootstrap_resample",
     "derive_variants",
     "extra_steps",
     "float_control_config",
     "load_model",
     "lr_at",
-    "member_seed",
     "pack_variants",
     "post_training_quantize",
     "recalibrate_bn",
     "scheme_bits",
     "segmentation_loss",
     "size_table",
-    "split_validation",
     "train_ensemble",
     "train_model",
     "validation_scores",

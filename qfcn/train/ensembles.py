@@ -1,7 +1,7 @@
 """Ensembles, post-training quantization, batch-norm re-estimation and notebook 04's variants.
 
 The final ensemble is N float members trained on the same images with seeds
-``member_seed(seed, m)``; the NTQ networks and every control the ablations need are derived
+``data.member_seed(seed, m)``; the NTQ networks and every control the ablations need are derived
 from the SAME float members (docs/method.md §7): :data:`VARIANTS` names the controls,
 :func:`derive_variants` trains / quantizes them, :func:`scheme_bits` says which grid each
 variant's weights lie on, :func:`pack_variants` and :func:`size_table` measure packed sizes.
@@ -26,7 +26,6 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from qfcn import data, infer, quant
-from qfcn.splits import bootstrap_resample, member_seed
 from qfcn.train.checkpoints import TrainResult
 from qfcn.train.config import TrainConfig, float_control_config
 from qfcn.train.loop import train_model
@@ -58,8 +57,8 @@ def train_ensemble(samples: Sequence[Any], cfg: TrainConfig, *, k: int, out_dir:
     samples = list(samples)
     results = []
     for m in range(k):
-        member_samples = bootstrap_resample(samples, cfg.seed, m) if bootstrap else samples
-        member_cfg = dataclasses.replace(cfg, seed=member_seed(cfg.seed, m))
+        member_samples = data.bootstrap_resample(samples, cfg.seed, m) if bootstrap else samples
+        member_cfg = dataclasses.replace(cfg, seed=data.member_seed(cfg.seed, m))
         results.append(train_model(member_samples, member_cfg, out_dir=Path(out_dir) / f"member_{m}",
                                    val_samples=val_samples, init=inits[m],
                                    warm_start=warm_start and inits[m] is not None, progress=progress))

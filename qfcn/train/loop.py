@@ -19,10 +19,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from qfcn import data, infer, quant, runs
-from qfcn.io import atomic_write_json, param_hash
+from qfcn import data, infer, quant
+from qfcn.io import atomic_write_json, param_hash, run_done
 from qfcn.models import SAFCN
-from qfcn.splits import _is_test
 from qfcn.train.batches import _Batches, _n_crops
 from qfcn.train.checkpoints import (FORMAT, TrainResult, _atomic_save, _check_out_dir, _cpu_state, _data_digest,
                                     _load_init, _model_record, _result)
@@ -250,7 +249,7 @@ def train_model(samples: Sequence[Any], cfg: TrainConfig, *, out_dir: str | os.P
                 "data": _data_digest(samples), "val": _data_digest(val), "format": FORMAT}
     params_hash = param_hash(identity, 16)
     _check_out_dir(out_dir, params_hash)
-    if runs.run_done(out_dir, params_hash):
+    if run_done(out_dir, params_hash):
         return _result(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "config.json", {"params_hash": params_hash, "identity": identity,
@@ -276,7 +275,7 @@ def _checked_inputs(samples: Sequence[Any], cfg: TrainConfig, val_samples: Seque
     if not samples:
         raise ValueError("samples: no training samples")
     for name, group in (("samples", samples), ("val_samples", val_samples or [])):
-        tests = [getattr(s, "name", "?") for s in group if _is_test(s)]
+        tests = [getattr(s, "name", "?") for s in group if data.is_test(s)]
         if tests:
             raise ValueError(f"{name}: test samples may not be used in training, got {tests[:5]}")
     val = list(val_samples) if val_samples is not None else None

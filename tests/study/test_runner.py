@@ -111,7 +111,7 @@ def test_failed_run_keeps_its_notebook_and_does_not_stop_the_batch(smoke_study, 
 @pytest.mark.parametrize("point, match", [
     ({"k_members": 1}, r"k_members=1: expected an integer >= 2"),
     ({"budget": 1.5}, r"budget: expected a fraction of the pool in \(0, 1\]"),
-    ({"k_pick": 9, "k_candidates": 4}, r"k_c: expected k <= k_c"),
+    ({"k_pick": 9, "k_candidates": 4}, r"k_candidates: expected k_pick <= k_candidates"),
     ({"qsa_bits": 9}, r"inq"),
     ({"ntq_scheme": "uniform", "ntq_bits": 1}, r"uniform"),
     ({"variants": ["ptq", "nope"]}, r"variants: unknown \['nope'\]"),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qfcn.io import ROOT, ArtifactError, atomic_write_json, param_hash, read_json
+from qfcn.io import ROOT, ArtifactError, atomic_write_json, param_hash, read_json, run_done
 from qfcn.study import runs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "notebooks"
@@ -63,9 +63,9 @@ def test_resolve_is_relative_to_project_root(tmp_path):
 
 
 def test_run_done(tmp_path):
-    assert not runs.run_done(tmp_path, "h")
+    assert not run_done(tmp_path, "h")
     atomic_write_json(tmp_path / "done.json", {"params_hash": "h"})
-    assert runs.run_done(tmp_path, "h") and not runs.run_done(tmp_path, "other")
+    assert run_done(tmp_path, "h") and not run_done(tmp_path, "other")
 
 
 

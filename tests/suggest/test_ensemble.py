@@ -10,7 +10,7 @@ import torch
 
 from qfcn import suggest, train
 from qfcn.models import SAFCN
-from qfcn.splits import bootstrap_resample
+from qfcn.data import bootstrap_resample
 from qfcn.suggest import ensemble
 
 TINY = {"width": 0.125, "n_stages": 2}
@@ -71,7 +71,7 @@ def test_out_of_bag_scores_evaluates_the_images_not_drawn(monkeypatch):
         seen.append((model, [s.name for s in samples], contour_width))
         return {"val_loss": 0.5, "val_dice": 0.25}
 
-    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(train, "validation_scores", evaluate)
     samples = [SimpleNamespace(name=f"s{i}") for i in range(8)]
     members = [SimpleNamespace(model=f"model{m}") for m in range(3)]
     cfg = SimpleNamespace(seed=4, contour_width=2)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from train_tiny import TINY, make_samples, tiny_cfg
 
-from qfcn import quant, train
+from qfcn import data, quant, train
 from qfcn.models import SAFCN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,25 +21,25 @@ def samples() -> list:
 # ------------------------------------------------------------------ samples
 def test_split_validation(samples):
     many = make_samples(10, h=32, w=32, seed=1)
-    tr, va = train.split_validation(many, 0.2, seed=3)
+    tr, va = data.split_validation(many, 0.2, seed=3)
     assert len(va) == 2 and len(tr) == 8
     assert {s.name for s in tr} | {s.name for s in va} == {s.name for s in many}
     assert not {s.name for s in tr} & {s.name for s in va}
-    assert [s.name for s in train.split_validation(many, 0.2, seed=3)[1]] == [s.name for s in va]
+    assert [s.name for s in data.split_validation(many, 0.2, seed=3)[1]] == [s.name for s in va]
     with pytest.raises(ValueError, match="test"):
-        train.split_validation(many + make_samples(1, 32, 32, split="testA"), 0.2, seed=0)
+        data.split_validation(many + make_samples(1, 32, 32, split="testA"), 0.2, seed=0)
     with pytest.raises(ValueError, match="fraction"):
-        train.split_validation(many, 1.5, seed=0)
+        data.split_validation(many, 1.5, seed=0)
 
 
 def test_bootstrap_resample_is_deterministic(samples):
     many = make_samples(8, h=32, w=32)
-    a = [s.name for s in train.bootstrap_resample(many, 0, 1)]
-    assert a == [s.name for s in train.bootstrap_resample(many, 0, 1)]
+    a = [s.name for s in data.bootstrap_resample(many, 0, 1)]
+    assert a == [s.name for s in data.bootstrap_resample(many, 0, 1)]
     assert len(a) == 8 and len(set(a)) < 8  # with replacement: 8 draws from 8 almost surely repeat
-    members = {tuple(s.name for s in train.bootstrap_resample(many, 0, m)) for m in range(4)}
+    members = {tuple(s.name for s in data.bootstrap_resample(many, 0, m)) for m in range(4)}
     assert len(members) == 4
-    assert len({train.member_seed(0, m) for m in range(5)}) == 5
+    assert len({data.member_seed(0, m) for m in range(5)}) == 5
 
 
 def test_train_ensemble_trains_distinct_members(samples, tmp_path):
@@ -48,7 +48,7 @@ def test_train_ensemble_trains_distinct_members(samples, tmp_path):
     assert len(res) == 2 and all((tmp_path / f"member_{m}" / "done.json").is_file() for m in range(2))
     w0, w1 = (r.model.state_dict()["stem.0.weight"] for r in res)
     assert not torch.equal(w0, w1)
-    assert res[1].config.seed == train.member_seed(cfg.seed, 1)
+    assert res[1].config.seed == data.member_seed(cfg.seed, 1)
     # warm start from the previous stage: one checkpoint per member
     res2 = train.train_ensemble(samples, cfg, k=2, out_dir=tmp_path / "stage2", init=[r.final_path for r in res],
                                 progress=False)
