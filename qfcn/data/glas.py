@@ -9,6 +9,9 @@ with equal channels is accepted) and ``Grade.csv`` (columns ``name``, ``patient 
 Conventions: images are (H, W, 3) uint8 RGB; instance maps (H, W) int32, relabelled
 1..n with :func:`skimage.segmentation.relabel_sequential` and NEVER connected-component
 relabelled (touching glands stay distinct). Split names: 'train', 'test_a', 'test_b'.
+File names are matched case-insensitively and without zero-padding (``Train_01.bmp`` is
+``train_1``); two files that name the same image that way are refused, naming both.
+Loading at a working scale, label options and the validation set: :mod:`qfcn.data.load`.
 
 Example::
 
@@ -42,7 +45,7 @@ from skimage.segmentation import relabel_sequential
 SPLIT_PREFIXES: dict[str, str] = {"train": "train", "test_a": "testA", "test_b": "testB"}
 _PREFIX_SPLIT = {v: k for k, v in SPLIT_PREFIXES.items()}
 _FILE_RE = re.compile(r"^(train|testA|testB)_(\d+)(_anno)?\.bmp$", re.IGNORECASE)
-_GRADE_FILE = "Grade.csv"
+GRADE_FILE = "Grade.csv"
 UNKNOWN_GRADE = "unknown"
 
 
@@ -52,27 +55,60 @@ class GlasFormatError(ValueError):
 
 @dataclass
 class Sample:
-    """One GlaS image: ``image`` (H, W, 3) uint8, ``instances`` (H, W) int32 (0 = background)."""
+    """One GlaS image at the working scale (docs/method.md §2).
+
+    ``image`` (H, W, 3) uint8 and ``instances`` (H, W) int32 (0 = background) are at the
+    working scale; ``source_instances`` (H0, W0) int32 is the file's map at its ORIGINAL
+    resolution (scores use it; the same array as ``instances`` at scale 1.0, and by default);
+    ``scale`` = working / original side (each side is ``round(H0 * scale)``). Gland ids of
+    ``instances`` are those of ``source_instances`` (nearest neighbour; a gland too small to
+    survive resampling is missing there but still counted by :attr:`n_glands`).
+
+    >>> inst = np.zeros((4, 6), np.int32); inst[1:3, 1:3] = 2
+    >>> s = Sample("train_1", "train", np.zeros((4, 6, 3), np.uint8), inst)
+    >>> s.source_shape, s.n_glands, s.scale, s.source_instances is s.instances
+    ((4, 6), 2, 1.0, True)
+    """
 
     name: str
     split: str
     image: np.ndarray = field(repr=False)
     instances: np.ndarray = field(repr=False)
     grade: str = UNKNOWN_GRADE
+    source_instances: np.ndarray | None = field(default=None, repr=False)
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.source_instances is None:
+            self.source_instances = self.instances
+
+    @property
+    def source_shape(self) -> tuple[int, int]:
+        """(H0, W0): the image's size in its file."""
+        return tuple(int(n) for n in self.source_instances.shape[:2])
 
     @property
     def n_glands(self) -> int:
-        return int(self.instances.max())
+        """Glands of the ORIGINAL-resolution map (the ones the scores count)."""
+        return int(self.source_instances.max())
 
 
 @dataclass
 class GlasDataset:
-    """The three GlaS parts, each a naturally sorted list of :class:`Sample`."""
+    """The GlaS parts, each a naturally sorted list of :class:`Sample`.
+
+    ``train`` is the annotation pool: the training images WITHOUT ``val``, the fixed validation
+    images carved by the data step (never offered for annotation; their ``split`` stays 'train').
+    ``scale`` is the working scale, ``label_source`` 'instances' or 'components'.
+    """
 
     root: Path
     train: list[Sample]
     test_a: list[Sample]
     test_b: list[Sample]
+    val: list[Sample] = field(default_factory=list)
+    scale: float = 1.0
+    label_source: str = "instances"
 
     @property
     def splits(self) -> dict[str, list[Sample]]:
@@ -80,7 +116,7 @@ class GlasDataset:
 
 
 # --------------------------------------------------------------------------- files
-def _scan(root: str | os.PathLike) -> dict[str, list[tuple[str, Path, Path]]]:
+def scan_glas(root: str | os.PathLike) -> dict[str, list[tuple[str, Path, Path]]]:
     """Split -> naturally sorted [(name, image path, annotation path)]; checks pairing."""
     root = Path(root)
     if not root.exists():
@@ -99,6 +135,11 @@ def _scan(root: str | os.PathLike) -> dict[str, list[tuple[str, Path, Path]]]:
             continue
         prefix = next(p for p in _PREFIX_SPLIT if p.lower() == m.group(1).lower())
         name = f"{prefix}_{int(m.group(2))}"
+        known = annos.get(name) if m.group(3) else images.get(name, (None, None, None))[2]
+        if known is not None:
+            raise GlasFormatError(f"{root}: {known.name} and {fname} both name "
+                                  f"{'annotation' if m.group(3) else 'image'} {name} (file names that differ "
+                                  "only in case or zero-padding are one image): keep one of them")
         if m.group(3):
             annos[name] = root / fname
         else:
@@ -119,6 +160,18 @@ def _scan(root: str | os.PathLike) -> dict[str, list[tuple[str, Path, Path]]]:
             raise GlasFormatError(f"{root}: split '{split}' has no images "
                                   f"(expected {SPLIT_PREFIXES[split]}_<i>.bmp files)")
     return out
+
+
+def canonical_name(name: str) -> str:
+    """The loader's name for a GlaS image name (case and zero-padding ignored); other names unchanged.
+
+    >>> canonical_name("Train_01"), canonical_name("TESTA_7"), canonical_name("other")
+    ('train_1', 'testA_7', 'other')
+    """
+    m = _FILE_RE.match(f"{name.strip()}.bmp")
+    if not m or m.group(3):
+        return name
+    return f"{next(p for p in _PREFIX_SPLIT if p.lower() == m.group(1).lower())}_{int(m.group(2))}"
 
 
 def _open(path: Path) -> Image.Image:
@@ -163,8 +216,9 @@ def read_instances(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_grades(root: str | os.PathLike) -> dict[str, str]:
-    """Name -> GlaS grade ('benign' / 'malignant', stripped) from ``root/Grade.csv``."""
-    path = Path(root) / _GRADE_FILE
+    """Name -> GlaS grade ('benign' / 'malignant', stripped) from ``root/Grade.csv``; GlaS image
+    names are the loader's (:func:`canonical_name`: ``Train_01`` -> ``train_1``)."""
+    path = Path(root) / GRADE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (GlaS grades; pass require_grades=False to load "
                                 f"without it, grades become '{UNKNOWN_GRADE}')")
@@ -184,40 +238,11 @@ def read_grades(root: str | os.PathLike) -> dict[str, str]:
             continue
         if len(row) <= max(i_name, i_grade):
             raise GlasFormatError(f"{path} line {k}: expected {len(header)} columns, got {len(row)}")
-        name, grade = row[i_name].strip(), row[i_grade].strip()
+        name, grade = canonical_name(row[i_name]), row[i_grade].strip()
         if name in grades and grades[name] != grade:
             raise GlasFormatError(f"{path} line {k}: {name} listed twice with different grades")
         grades[name] = grade
     return grades
-
-
-def load_glas(root: str | os.PathLike, *, require_grades: bool = True) -> GlasDataset:
-    """Load every image, instance map and grade of a GlaS-layout folder.
-
-    Grade.csv is required by default (a missing file or a missing row is an error, since
-    the study reports results by grade); with ``require_grades=False`` images without a
-    grade get ``'unknown'``. Rows for images that are not in the folder are ignored.
-    """
-    files = _scan(root)
-    root = Path(root)
-    if require_grades or (root / _GRADE_FILE).is_file():
-        grades = read_grades(root)
-    else:
-        grades = {}
-    parts: dict[str, list[Sample]] = {}
-    for split, items in files.items():
-        samples = []
-        for name, img_path, anno_path in items:
-            image = read_image(img_path)
-            inst = read_instances(anno_path)
-            if inst.shape != image.shape[:2]:
-                raise GlasFormatError(f"{anno_path}: annotation size {inst.shape[0]}x{inst.shape[1]} differs "
-                                      f"from its image {image.shape[0]}x{image.shape[1]} (H x W)")
-            if name not in grades and require_grades:
-                raise GlasFormatError(f"{root / _GRADE_FILE} has no row for {name}")
-            samples.append(Sample(name, split, image, inst, grades.get(name, UNKNOWN_GRADE)))
-        parts[split] = samples
-    return GlasDataset(root=root, train=parts["train"], test_a=parts["test_a"], test_b=parts["test_b"])
 
 
 def glas_manifest(root: str | os.PathLike) -> dict:
@@ -228,19 +253,35 @@ def glas_manifest(root: str | os.PathLike) -> dict:
     'hash' is the sha256 of the canonical JSON of 'files'. Later steps store the hash and
     refuse artifacts built from another manifest.
     """
-    files = _scan(root)
+    files = scan_glas(root)
+    entries = file_entries(root)
+    counts = {split: {"images": len(items), "glands": int(sum(read_instances(a).max() for _, _, a in items))}
+              for split, items in files.items()}
+    return {"files": entries, "counts": counts, "hash": json_hash(entries)}
+
+
+def file_entries(root: str | os.PathLike) -> list[dict]:
+    """``[{'name', 'sha256', 'bytes'}, ...]`` of the folder's GlaS images, annotations and
+    Grade.csv, sorted by name (the 'files' of :func:`glas_manifest`; pixels are not decoded)."""
+    files = scan_glas(root)
     paths = [p for items in files.values() for _, ip, ap in items for p in (ip, ap)]
-    grade = Path(root) / _GRADE_FILE
+    grade = Path(root) / GRADE_FILE
     if grade.is_file():
         paths.append(grade)
     entries = []
     for p in sorted(paths, key=lambda q: q.name):
         blob = p.read_bytes()
         entries.append({"name": p.name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)})
-    counts = {split: {"images": len(items), "glands": int(sum(read_instances(a).max() for _, _, a in items))}
-              for split, items in files.items()}
-    canon = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
-    return {"files": entries, "counts": counts, "hash": hashlib.sha256(canon).hexdigest()}
+    return entries
+
+
+def json_hash(obj: object) -> str:
+    """sha256 (hex) of the canonical JSON of ``obj`` (sorted keys, no spaces).
+
+    >>> json_hash({"b": 1, "a": [2]}) == json_hash({"a": [2], "b": 1})
+    True
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- targets
@@ -271,8 +312,9 @@ def object_contour_targets(instances: np.ndarray, contour_width: int = 3) -> tup
 
 
 def gland_areas(dataset: GlasDataset) -> list[dict]:
-    """One record per gland of every split: ``{'split', 'image', 'grade', 'area'}`` (area in
-    pixels), in split then image then label order.
+    """One record per gland of every split and of the validation images (split 'val'):
+    ``{'split', 'image', 'grade', 'area'}``, area in ORIGINAL-resolution pixels (of
+    ``source_instances``), in split (train, val, test_a, test_b) then image then label order.
 
     >>> inst = np.zeros((4, 4), np.int32); inst[:2, :2] = 1; inst[3, 3] = 2
     >>> ds = GlasDataset(Path("."), [Sample("train_1", "train", np.zeros((4, 4, 3), np.uint8), inst)], [], [])
@@ -280,9 +322,10 @@ def gland_areas(dataset: GlasDataset) -> list[dict]:
     [4, 1]
     """
     rows = []
-    for split, samples in dataset.splits.items():
+    parts = {"train": dataset.train, "val": dataset.val, "test_a": dataset.test_a, "test_b": dataset.test_b}
+    for split, samples in parts.items():
         for s in samples:
-            areas = np.bincount(s.instances.ravel())[1:]
+            areas = np.bincount(s.source_instances.ravel())[1:]
             for a in areas[areas > 0]:
                 rows.append(dict(split=split, image=s.name, grade=s.grade, area=int(a)))
     return rows

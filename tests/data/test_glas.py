@@ -183,3 +183,28 @@ def test_targets_reject_bad_input():
         data.object_contour_targets(np.zeros((4, 4), np.int32), 0)
     with pytest.raises(ValueError, match="integer map"):
         data.object_contour_targets(np.zeros((4, 4), np.float32))
+
+
+# --------------------------------------------------------------------------- names
+@pytest.mark.parametrize("other", ["train_01.bmp", "Train_1.bmp", "TRAIN_001.BMP"])
+def test_case_or_zero_padding_clash_refused_naming_both(glas_writer, other):
+    root = glas_writer()
+    write_bmp(root / other, np.zeros((16, 24, 3), np.uint8))
+    with pytest.raises(data.GlasFormatError) as err:
+        data.load_glas(root)
+    msg = str(err.value)
+    assert "train_1.bmp" in msg and other in msg and "both name image train_1" in msg
+    assert "differ only in case or zero-padding" in msg
+
+
+def test_case_and_zero_padding_accepted_when_unambiguous(glas_writer):
+    root = glas_writer()
+    for old, new in (("train_2", "Train_02"), ("testA_1", "TESTA_001")):
+        (root / f"{old}.bmp").rename(root / f"{new}.bmp")
+        (root / f"{old}_anno.bmp").rename(root / f"{new}_anno.bmp")
+    grades = (root / "Grade.csv").read_text().replace("train_2,", "Train_02,")
+    (root / "Grade.csv").write_text(grades)
+    ds = data.load_glas(root)
+    assert [s.name for s in ds.train] == ["train_1", "train_2", "train_10"] and ds.test_a[0].name == "testA_1"
+    assert ds.train[1].grade == "malignant"
+    assert data.canonical_name(" Train_02 ") == "train_2" and data.canonical_name("other") == "other"
