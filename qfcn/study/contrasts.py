@@ -9,7 +9,7 @@
   results paired on the seed. A contrast whose arms are absent is recorded as ``"missing"``.
 * Statistics over per-seed paired differences d_1..d_n (``a - b``): mean, two-sided 95% Student-t
   interval, ``mde = (t.ppf(0.975, n-1) + t.ppf(0.8, n-1)) * sd / sqrt(n)`` (sd with ddof=1) and
-  the number of seeds for an MDE of 0.01 at the observed sd. Verdict: ``"inconclusive"`` exactly
+  the number of seeds for an MDE of 0.01 at the observed sd (F1 and Dice only). Verdict: ``"inconclusive"`` exactly
   when the interval contains 0, else ``"a better"`` / ``"b better"`` in the metric's direction
   (:data:`HIGHER_IS_BETTER`: Hausdorff is a distance, lower is better); ``"needs more seeds"``
   for n < 2. Differences of bounded metrics are reported raw; per-arm intervals (:func:`arm_interval`)
@@ -156,7 +156,8 @@ def paired_stats(values: Sequence[float], metric: str) -> dict[str, Any]:
         return out
     m, lo, hi = mean_ci(d)
     sd = float(d.std(ddof=1))
-    out.update(low=lo, high=hi, sd=sd, mde=mde(sd, d.size), **{"seeds_for_mde_0.01": seeds_for_mde(sd)})
+    seeds = seeds_for_mde(sd) if metric in BOUNDED else None  # 0.01 is a score, not a distance in pixels
+    out.update(low=lo, high=hi, sd=sd, mde=mde(sd, d.size), **{"seeds_for_mde_0.01": seeds})
     if lo <= 0 <= hi:
         out["verdict"] = "inconclusive"
     else:

@@ -119,7 +119,8 @@ def failed_runs(study_dir: str | os.PathLike) -> list[dict[str, str]]:
         found = json.loads((study_dir / "failed.json").read_text())
         found = found.get("runs", []) if isinstance(found, dict) else found
     else:
-        found = [{"run_dir": str(p.parent), **json.loads(p.read_text())} for p in sorted(study_dir.glob("runs/*/failed.json"))]
+        found = [{"run_dir": str(p.parent), **json.loads(p.read_text())}
+                 for p in sorted(study_dir.glob("runs/*/failed.json"))]
     out = []
     for f in found or []:
         cause = str(f.get("cause") or f.get("error") or "unknown cause").strip().splitlines() or ["unknown cause"]

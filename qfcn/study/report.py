@@ -163,7 +163,8 @@ def regime(df: pd.DataFrame) -> dict[str, Any]:
     top = _split_means(fl) if len(fl) else {"train_f1": None, "test_a_f1": None, "test_b_f1": None}
     gaps = {f"gap_{s[-1]}": top["train_f1"] - top[f"{s}_f1"]
             if top["train_f1"] is not None and top[f"{s}_f1"] is not None else None for s in TESTS}
-    by_run = {name: {**_split_means(g), "n": int(g.run_dir.nunique())} for name, g in fl.groupby("name")} if len(fl) else {}
+    by_run = ({name: {**_split_means(g), "n": int(g.run_dir.nunique())} for name, g in fl.groupby("name")}
+              if len(fl) else {})
     return {**top, **gaps, "n_runs": int(fl.run_dir.nunique()) if len(fl) else 0, "by_run": by_run}
 
 
