@@ -212,19 +212,6 @@ def gland_counts(main: pd.DataFrame, min_glands: int) -> tuple[dict[str, int], d
     return glands, {k: v >= min_glands for k, v in glands.items()}
 
 
-def calibration(main: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Where the float SA baseline (suggestive selection, float QSA and NTQ) landed: per test
-    part, its F1 mean, 95% interval, seed-to-seed standard deviation and number of seeds."""
-    base = main[(main.selection == "suggestive") & (main.qsa_bits == 32) & (main.ntq_bits == 32)]
-    out = {}
-    for split in TESTS:
-        vals = base[base.split == split]["f1"].tolist()
-        mean, lo, hi = contrasts.mean_ci(vals)
-        sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
-        out[split] = dict(mean=mean, low=lo, high=hi, sd=sd, seeds=len(vals))
-    return out
-
-
 _PAGE_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
              "pre,code{background:#f6f6f6}pre{padding:6px;overflow-x:auto}img{max-width:100%}"
              "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
