@@ -82,6 +82,17 @@ def tidy_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def per_image_rows(record: dict[str, Any], splits: tuple[str, ...] = TESTS) -> list[dict[str, Any]]:
+    """One row per image of the run's main result on ``splits``: the run's keys, ``variant``,
+    ``split``, ``image`` (file stem) and the image's headline metrics (``per_image`` of the
+    split's scores; Hausdorff in original-resolution pixels, docs/method.md §6)."""
+    run = {k: record["run"].get(k) for k in RUN_KEYS}
+    var = record["variants"][record["main"]]
+    return [{**run, "variant": record["main"], "split": split, "image": im.get("name"),
+             **{k: im.get(k) for k in HEADLINE}}
+            for split in splits for im in var["splits"].get(split, {}).get("per_image", [])]
+
+
 def main_scores(record: dict[str, Any]) -> dict[str, Any]:
     """The run's own result: its variant's name, weight bytes and headline metrics per test part."""
     var = record["variants"][record["main"]]

@@ -2,25 +2,21 @@
 
 Every run's ``final/metrics.json`` is read through :mod:`qfcn.study.records` (the one place that
 knows its layout). :func:`tidy` flattens them into one row per (run, variant, split); the tables,
-the ablations' paired comparisons (docs/method.md §7) and the pages are built from those rows.
-Seed-to-seed statistics: ``values`` are one number per seed; intervals are Student-t intervals
-of the mean (two-sided, ``level`` = 0.95); with a single seed the interval is undefined (NaN) and
-every comparison says so instead of claiming a difference.
+the paired comparisons (:mod:`qfcn.study.contrasts`, docs/method.md §7) and the front page
+(:mod:`qfcn.study.frontpage`) are built from those rows. Per-arm statistics are over seeds
+(one number per run folder): mean and Student-t 95% interval, clipped to [0, 1] for F1 and Dice
+(:func:`qfcn.study.contrasts.arm_interval`); with one seed there is no interval (None).
+Object Hausdorff is in original-resolution pixels (docs/method.md §6).
 
->>> rows = [dict(name="a", seed=s, split=p, main=True, f1=f, object_dice=f, object_hausdorff=10.0)
+>>> rows = [dict(name="a", seed=s, run_dir=f"a{s}", variant="float", main=True, split=p, f1=f)
 ...         for s, f in ((0, 0.5), (1, 0.7)) for p in ("test_a", "test_b")]
->>> table = main_table(pd.DataFrame(rows))
->>> table.loc[0, "run"], int(table.loc[0, "seeds"]), float(table.loc[0, "f1 A"])
-('a', 2, 0.6)
->>> round(float(table.loc[0, "f1 A ±"]), 3)  # half-width of the 95% t-interval of the mean
-1.271
->>> paired_difference([0.9], [0.8])["verdict"]
-'cannot tell: 1 seed(s), no seed-to-seed spread to compare against'
+>>> r = interval_rows(pd.DataFrame(rows), "f1")[0]
+>>> r["name"], r["split"], r["n"], round(r["mean"], 3), r["low"], r["clipped"]  # t(0.975, 1) = 12.7
+('a', 'test_a', 2, 0.6, 0.0, True)
 """
 from __future__ import annotations
 
 import html
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,44 +24,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
-from qfcn.io import atomic_write_bytes, atomic_write_json, code_version
-from qfcn.study import records, runs
+from qfcn.io import atomic_write_bytes, atomic_write_json, code_version, read_json
+from qfcn.score import PAPER_ROWS
+from qfcn.study import contrasts, frontpage, records, runs
 
 TESTS = records.TESTS
-SPLIT_NAMES = {"test_a": "Test A", "test_b": "Test B"}
-
-
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of the mean of ``values`` (NaN bounds for fewer than 2 finite values)."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if x.size == 0:
-        return (math.nan, math.nan, math.nan)
-    m = float(x.mean())
-    if x.size < 2:
-        return (m, math.nan, math.nan)
-    half = float(st.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return (m, m - half, m + half)
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, float | int | str]:
-    """Compare ``a`` against ``b``, paired by position (same seed). Returns the mean difference
-    ``a - b`` with its interval, the number of pairs and a plain-language verdict."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired_difference: a has {a.shape} values and b has {b.shape}; expected one per seed each")
-    ok = np.isfinite(a) & np.isfinite(b)
-    d = a[ok] - b[ok]
-    m, lo, hi = mean_ci(d, level)
-    if d.size < 2:
-        verdict = f"cannot tell: {d.size} seed(s), no seed-to-seed spread to compare against"
-    elif lo > 0 or hi < 0:
-        verdict = f"larger than the seed-to-seed spread ({int(level * 100)}% interval of the difference excludes 0)"
-    else:
-        verdict = f"within the seed-to-seed spread ({int(level * 100)}% interval of the difference includes 0)"
-    return {"diff": m, "low": lo, "high": hi, "n": int(d.size), "verdict": verdict}
+SPLIT_NAMES = contrasts.SPLIT_NAMES
+#: where the paper's numbers come from (docs/method.md §1): transcribed, not checked against the PDF
+PAPER_SOURCE = ("Xu et al., CVPR 2018 (arXiv 1803.04907), results table on real GlaS; table number and page "
+                "unverified (transcribed, not checked against the PDF: docs/method.md §1)")
+#: the paper-form table: (row, arm of contrasts.RUN_NAMES or None, variant or None = the run's main
+#: result, prefix of the score.PAPER_ROWS method it is compared with or None)
+PAPER_FORM = (
+    ("CUMedVision (DCAN)", None, None, "CUMedVision"),
+    ("SA, full training set", "full", None, "SA full training set"),
+    ("SA (suggestive annotation)", "sa", None, None),
+    ("QSA-7", "qsa7", None, None),
+    ("QSA-5", "qsa5", None, None),
+    ("SA+NTQ-7", "sa_ntq7", None, None),
+    ("SA+NTQ-5", "sa_ntq5", None, None),
+    ("QSA+NTQ-7", "qsa_ntq7", None, None),
+    ("QSA+NTQ-5 (paper: 5 FCNs)", "qsa_ntq5", None, "QSA + NTQ 5 FCNs"),
+    ("fixed-point (uniform), 5 bits", "qsa_ntq5", "uniform", None),
+    ("random selection (baseline)", "random", None, None),
+    ("uncertainty-only selection (baseline)", "uncertainty", None, None),
+)
+PAPER_KEYS = {"f1": "f1", "object_dice": "dice", "object_hausdorff": "haus"}
 
 
 def load_run_metrics(study_dir: str | os.PathLike, manifest_hash: str | None = None) -> list[dict[str, Any]]:
@@ -105,28 +90,119 @@ def summary_table(study_dir: str | os.PathLike) -> pd.DataFrame:
     return wide[[c for c in order if c in wide]].reset_index().round(4)
 
 
-def main_table(main: pd.DataFrame) -> pd.DataFrame:
-    """The main table: one row per run configuration (``name``), its number of seeds and, per test
-    part and headline metric, the mean over seeds (``"f1 A"``) and the half-width of its 95%
-    interval (``"f1 A ±"``, NaN with one seed). ``main``: :func:`tidy` rows of the runs' main
-    results (``df[df["main"]]``)."""
-    rows = []
-    for name, g in main[main.split.isin(TESTS)].groupby("name", sort=False):
-        row = dict(run=name, seeds=g.seed.nunique())
-        for split in TESTS:
-            for m in records.HEADLINE:
-                mean, lo, hi = mean_ci(g[g.split == split][m].tolist())
-                row[f"{m} {split[-1].upper()}"] = mean
-                row[f"{m} {split[-1].upper()} ±"] = (hi - lo) / 2 if np.isfinite(lo) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+def per_image(study_dir: str | os.PathLike, manifest_hash: str | None = None) -> pd.DataFrame:
+    """One row per test image of every run's main result (:func:`qfcn.study.records.per_image_rows`),
+    ``name`` = the batch point's name as in :func:`tidy`."""
+    return pd.DataFrame([row for rec in load_run_metrics(study_dir, manifest_hash)
+                         for row in records.per_image_rows(rec)])
+
+
+def interval_rows(df: pd.DataFrame, metric: str, by: Sequence[str] = ("name",),
+                  splits: Sequence[str] = TESTS) -> list[dict[str, Any]]:
+    """Per group of ``by`` (default: run configuration) and split, the mean over seeds with its
+    interval (:func:`qfcn.study.contrasts.arm_interval`), ``seeds`` and, where the rows have them,
+    the integer ``bits`` and mean ``weight_bytes`` / ``file_bytes``. ``df``: :func:`tidy` rows,
+    already restricted to one variant per run folder (e.g. ``df[df["main"]]``)."""
+    out = []
+    for key, g in df[df.split.isin(splits)].groupby([*by, "split"], sort=False):
+        g = g.sort_values("seed")
+        if g.run_dir.duplicated().any():
+            raise ValueError(f"interval_rows: several rows per run folder for {key}; select one variant first")
+        extra = {k: contrasts.finite(g[k].mean()) for k in ("weight_bytes", "file_bytes") if k in g}
+        if "bits" in g and g.bits.notna().any():
+            extra["bits"] = int(g.bits.dropna().iloc[0])
+        out.append({**dict(zip([*by, "split"], key)), "seeds": g.seed.tolist(), **extra,
+                    **contrasts.arm_interval(g[metric].tolist(), metric)})
+    return out
+
+
+def _arm_cells(rows: pd.DataFrame) -> dict[str, Any]:
+    cells = {f"{m}_{s[-1].upper()}": contrasts.arm_interval(rows[rows.split == s].sort_values("seed")[m].tolist(), m)
+             for s in TESTS for m in records.HEADLINE}
+    n = max(c["n"] for c in cells.values())
+    wb, fb = rows.weight_bytes.dropna(), rows.file_bytes.dropna()
+    return dict(n=n, cells=cells, weight_bytes=float(wb.mean()) if len(wb) else None,
+                file_bytes=float(fb.mean()) if len(fb) else None)
+
+
+def paper_table(df: pd.DataFrame, run_names: dict[str, str] = contrasts.RUN_NAMES) -> list[dict[str, Any]]:
+    """The paper-form table (:data:`PAPER_FORM`): per row the paper's reported values (or None) and
+    this study's arm: run name, variant, seeds ``n``, per ``<metric>_<A|B>`` the per-seed values,
+    mean and clipped interval, conv-weight and whole-file bytes of one network and their ratios
+    to the same run's float32 network. ``run=None`` when the study has no such run; every row of
+    :data:`PAPER_FORM` is listed (``paper=None`` where the paper's value is not transcribed)."""
+    out = []
+    for method, arm, variant, paper_key in PAPER_FORM:
+        paper = next((p for p in PAPER_ROWS if paper_key and p["method"].startswith(paper_key)), None)
+        row = dict(method=method, arm=arm, run=None, variant=variant, n=0, cells={}, paper=paper,
+                   weight_bytes=None, file_bytes=None, weight_ratio=None, file_ratio=None)
+        name = run_names.get(arm) if arm else None
+        sel = df[df.name == name] if name is not None and len(df) else df.iloc[0:0]
+        rows = sel[sel["main"]] if variant is None else sel[sel.variant == variant]
+        if len(rows):
+            row.update(run=name, variant=rows.variant.iloc[0], **_arm_cells(rows))
+            ref = sel[sel.variant == "float"]
+            for k in ("weight", "file"):
+                if len(ref) and row[f"{k}_bytes"]:
+                    row[f"{k}_ratio"] = float(ref[f"{k}_bytes"].mean()) / row[f"{k}_bytes"]
+        out.append(row)
+    return out
+
+
+def _split_means(g: pd.DataFrame) -> dict[str, float | None]:
+    return {f"{s}_f1": contrasts.finite(g[g.split == s].f1.mean()) if (g.split == s).any() else None
+            for s in ("train", *TESTS)}
+
+
+def regime(df: pd.DataFrame) -> dict[str, Any]:
+    """F1 of the float final networks (variant ``float`` of every run) on the training images and
+    the test parts: mean over runs, the gaps ``train - test`` (``gap_a``, ``gap_b``), ``n_runs``
+    and the per-configuration means (``by_run``). None where a split was not scored
+    (docs/method.md §7)."""
+    fl = df[df.variant == "float"] if len(df) else df
+    top = _split_means(fl) if len(fl) else {"train_f1": None, "test_a_f1": None, "test_b_f1": None}
+    gaps = {f"gap_{s[-1]}": top["train_f1"] - top[f"{s}_f1"]
+            if top["train_f1"] is not None and top[f"{s}_f1"] is not None else None for s in TESTS}
+    by_run = ({name: {**_split_means(g), "n": int(g.run_dir.nunique())} for name, g in fl.groupby("name")}
+              if len(fl) else {})
+    return {**top, **gaps, "n_runs": int(fl.run_dir.nunique()) if len(fl) else 0, "by_run": by_run}
+
+
+def selection(study_dir: str | os.PathLike) -> dict[str, Any]:
+    """``coverage_z_vs_random``: mean over suggestion stages and seeds of the picked set's coverage
+    z-score against random subsets of the same candidates (``coverage_z`` of each entry of
+    ``suggestion.json``'s ``rounds`` or ``stages``); None when no run recorded it."""
+    zs, by_run = [], {}
+    for run_dir in records.run_dirs(study_dir):
+        path = Path(run_dir) / "suggestion.json"
+        if not path.is_file():
+            continue
+        rec = read_json(path, "suggestion record (written by notebook 03-suggestion)")
+        z = [st["coverage_z"] for st in rec.get("rounds", rec.get("stages", []))
+             if st.get("coverage_z") is not None and np.isfinite(st["coverage_z"])]
+        if z:
+            name = (runs.done_point(run_dir) or {}).get("name", Path(run_dir).name)
+            by_run.setdefault(name, []).extend(z)
+            zs.extend(z)
+    return {"coverage_z_vs_random": float(np.mean(zs)) if zs else None, "n_values": len(zs),
+            "by_run": {k: float(np.mean(v)) for k, v in by_run.items()}}
 
 
 def summary(study_dir: str | os.PathLike) -> dict[str, Any]:
-    """The content of ``summary.json``: pooled Test A / B scores of every run's main result."""
+    """The content of ``summary.json``: every run's main scores (``runs``), the paired
+    ``contrasts`` (:func:`qfcn.study.contrasts.evaluate`, F1, object Dice and object Hausdorff),
+    the ``paper_table``, the float networks' ``regime``, the ``selection`` coverage z-score,
+    ``efficiency`` (empty until the budget curve exists), the manifest's ``label_source`` and
+    ``scale`` when recorded, and the code version."""
+    recs = load_run_metrics(study_dir)
     runs_out = [{"run": rec["run"], "run_dir": Path(rec["run_dir"]).name, **records.main_scores(rec),
-                 "n_glands": rec.get("n_glands")} for rec in load_run_metrics(study_dir)]
-    return {"runs": runs_out, "code_version": code_version()}
+                 "n_glands": rec.get("n_glands")} for rec in recs]
+    df = pd.DataFrame([row for rec in recs for row in records.tidy_rows(rec)])
+    manifest = runs.read_manifest(study_dir) if runs.manifest_path(study_dir).is_file() else {}
+    return {"runs": runs_out, "code_version": code_version(), "contrasts": contrasts.evaluate(df),
+            "paper_table": paper_table(df), "paper_source": PAPER_SOURCE, "regime": regime(df),
+            "selection": selection(study_dir), "efficiency": [],
+            "data": {k: manifest.get(k) for k in ("label_source", "scale", "hash")}}
 
 
 def gland_counts(main: pd.DataFrame, min_glands: int) -> tuple[dict[str, int], dict[str, bool]]:
@@ -134,92 +210,6 @@ def gland_counts(main: pd.DataFrame, min_glands: int) -> tuple[dict[str, int], d
     (one gland moves object F1 by about 1/n: fewer make conclusions indicative only)."""
     glands = {k: int(v) for k, v in main.groupby("split")["n_glands"].max().items() if k in TESTS}
     return glands, {k: v >= min_glands for k, v in glands.items()}
-
-
-def calibration(main: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Where the float SA baseline (suggestive selection, float QSA and NTQ) landed: per test
-    part, its F1 mean, 95% interval, seed-to-seed standard deviation and number of seeds."""
-    base = main[(main.selection == "suggestive") & (main.qsa_bits == 32) & (main.ntq_bits == 32)]
-    out = {}
-    for split in TESTS:
-        vals = base[base.split == split]["f1"].tolist()
-        mean, lo, hi = mean_ci(vals)
-        sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
-        out[split] = dict(mean=mean, low=lo, high=hi, sd=sd, seeds=len(vals))
-    return out
-
-
-def compare(df: pd.DataFrame, a: dict[str, Any], b: dict[str, Any], *, pair_on: str, split: str,
-            metric: str = "f1", question: str = "", labels: tuple[str, str] | None = None) -> dict[str, Any]:
-    """Paired comparison of two selections of :func:`tidy` rows on one split and metric.
-
-    ``a`` and ``b`` are column -> value filters (e.g. ``{"variant": "ntq"}``); rows are paired
-    on ``pair_on`` (``"run_dir"``: two variants of the same run, i.e. the same float members;
-    ``"seed"``: two runs with the same seed). Returns the :func:`paired_difference`
-    dict plus the question, both means and a plain sentence; ``labels`` name the two sides in it
-    (default: the filter values)."""
-    def pick(flt):
-        sel = df[df["split"] == split]
-        for k, v in flt.items():
-            sel = sel[sel[k] == v]
-        return sel.groupby(pair_on)[metric].mean()
-
-    sa, sb = pick(a), pick(b)
-    keys = sorted(set(sa.index) & set(sb.index), key=str)
-    res = paired_difference([sa[k] for k in keys], [sb[k] for k in keys])
-    la, lb = labels or (", ".join(f"{k}={v}" for k, v in a.items()), ", ".join(f"{k}={v}" for k, v in b.items()))
-    split_name = SPLIT_NAMES.get(split, split)
-    if res["n"]:
-        sentence = (f"{question or 'difference'} ({split_name}, {metric}): {la} − {lb} = {res['diff']:+.3f} "
-                    f"[{res['low']:+.3f}, {res['high']:+.3f}] over {res['n']} pair(s): {res['verdict']}.")
-    else:
-        sentence = f"{question or 'difference'} ({split_name}, {metric}): no paired runs with both {la} and {lb}."
-    return {**res, "question": question, "split": split, "metric": metric, "a": la, "b": lb,
-            "mean_a": float(sa[keys].mean()) if keys else float("nan"),
-            "mean_b": float(sb[keys].mean()) if keys else float("nan"), "sentence": sentence}
-
-
-SA_FLOAT = {"qsa_bits": 32, "ntq_bits": 32, "selection": "suggestive"}
-# Q2-Q4: variants of one run (same float members), paired on the run: (a, b, question, labels)
-VARIANT_QUESTIONS = (
-    ({"variant": "ntq", "scheme": "inq"}, {"variant": "uniform"}, "Q2 INQ vs uniform fixed-point", ("INQ", "uniform")),
-    ({"variant": "ntq"}, {"variant": "ptq"}, "Q3 quantization with retraining vs without", ("with retraining", "without")),
-    ({"variant": "ptq_bn"}, {"variant": "ptq"}, "Q3 without retraining: BN re-estimated vs not", ("BN re-estimated", "not")),
-    ({"variant": "ntq"}, {"variant": "float_control"}, "Q4 NTQ vs float control with the same extra steps",
-     ("NTQ", "float control")),
-    ({"variant": "float_control"}, {"variant": "float"}, "Q4 extra float steps alone", ("float + extra steps", "float")),
-)
-
-
-def ablation_answers(df: pd.DataFrame, metric: str = "f1") -> list[dict[str, Any]]:
-    """The ablations' questions (docs/method.md §7) as :func:`compare` answers, in this order:
-    Q1 QSA+NTQ 7/7 and 5/5 bits against float SA (paired on the seed); Q2-Q4 the variants of
-    each quantized run (:data:`VARIANT_QUESTIONS`, paired on the run); Q5 suggestive selection
-    against every other selection with float final networks (paired on the seed); Q6 the
-    ensemble against a single FCN (paired on the run). Each block runs over Test A then Test B.
-    ``df``: :func:`tidy` rows of one study."""
-    main = df[df["main"]]
-    answers = []
-    for split in TESTS:
-        for qsa, ntq in ((7, 7), (5, 5)):
-            answers.append(compare(main, {"qsa_bits": qsa, "ntq_bits": ntq, "selection": "suggestive"}, SA_FLOAT,
-                                   pair_on="seed", split=split, metric=metric,
-                                   question=f"Q1 QSA+NTQ {qsa}/{ntq} bits vs float SA",
-                                   labels=(f"QSA+NTQ {qsa}/{ntq}", "float SA")))
-    for split in TESTS:
-        for a, b, question, labels in VARIANT_QUESTIONS:
-            answers.append(compare(df, a, b, pair_on="run_dir", split=split, metric=metric, question=question,
-                                   labels=labels))
-    sel = main[(main.ntq_bits == 32) & ((main.selection != "suggestive") | (main.qsa_bits == 32))]
-    for split in TESTS:
-        for other in sorted(set(sel.selection) - {"suggestive"}):
-            answers.append(compare(sel, {"selection": "suggestive"}, {"selection": other}, pair_on="seed",
-                                   split=split, metric=metric, question=f"Q5 suggestive vs {other} selection",
-                                   labels=("suggestive", other)))
-    for split in TESTS:
-        answers.append(compare(df, {"main": True}, {"variant": "single"}, pair_on="run_dir", split=split,
-                               metric=metric, question="Q6 ensemble vs single FCN", labels=("ensemble", "single FCN")))
-    return answers
 
 
 _PAGE_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
@@ -241,32 +231,12 @@ def render_html(notebook: Path) -> Path:
     return atomic_write_bytes(notebook.with_suffix(".html"), page.encode())
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="tbl")
-
-
 def write_report(study_dir: str | os.PathLike) -> Path:
-    """Render every executed notebook, write ``summary.json`` and ``index.html``; return the index."""
+    """Render every executed notebook, write ``summary.json`` and the front page ``index.html``
+    (:func:`qfcn.study.frontpage.write_index`); return the index."""
     study_dir = Path(study_dir)
     notebooks = sorted(study_dir.glob("*.ipynb")) + sorted(study_dir.glob("runs/*/*.ipynb"))
     links = [render_html(nb) for nb in notebooks]
-    atomic_write_json(study_dir / "summary.json", summary(study_dir))
-    df = tidy(study_dir)
-    main = main_table(df[df["main"]]) if len(df) else df
-    figs = sorted((study_dir / "figures").glob("*.png"))
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>qfcn study</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        ".tbl td,.tbl th{padding:2px 8px;text-align:right}img{max-width:100%}</style>",
-        f"<h1>qfcn study: {html.escape(study_dir.name)}</h1>",
-        f"<p>Code version {html.escape(code_version())}. Pooled GlaS metrics on the study's data "
-        "(mean over seeds, ± the half-width of its 95% interval; per-seed values in "
-        "<a href='summary.json'>summary.json</a>).</p>",
-        "<h2>Main table</h2>", _table_html(main) if len(main) else "<p>No finished runs.</p>",
-        "<h2>Figures</h2>", *[f"<figure><img src='{f.relative_to(study_dir)}'><figcaption>{html.escape(f.stem)}"
-                               "</figcaption></figure>" for f in figs],
-        "<h2>Rendered notebooks</h2><ul>",
-        *[f"<li><a href='{p.relative_to(study_dir)}'>{html.escape(str(p.relative_to(study_dir)))}</a></li>" for p in links],
-        "</ul>",
-    ]
-    return atomic_write_bytes(study_dir / "index.html", "\n".join(parts).encode())
+    summ = summary(study_dir)
+    atomic_write_json(study_dir / "summary.json", summ)
+    return frontpage.write_index(study_dir, summ, links)

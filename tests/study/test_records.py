@@ -54,3 +54,13 @@ def test_run_dirs_tidy_rows_and_main_scores(tmp_path):
     assert records.main_scores(rec) == {"variant": "ntq", "weight_bytes": 10,
                                         "test_a": {"f1": 0.5, "object_dice": 0.6, "object_hausdorff": 7.0},
                                         "test_b": {"f1": 0.5, "object_dice": 0.6, "object_hausdorff": 7.0}}
+
+
+def test_per_image_rows_of_the_main_variant():
+    rec = _record()
+    rec["variants"]["ntq"]["splits"]["test_a"]["per_image"] = [
+        {"name": "testA_1", "f1": 0.9, "object_dice": 0.8, "object_hausdorff": 3.0, "tp": 4}]
+    rows = records.per_image_rows(rec)
+    assert rows == [{"name": "r", "seed": 1, "selection": "random", "qsa_scheme": None, "qsa_bits": None,
+                     "ntq_scheme": "inq", "ntq_bits": 5, "variant": "ntq", "split": "test_a", "image": "testA_1",
+                     "f1": 0.9, "object_dice": 0.8, "object_hausdorff": 3.0}]

@@ -1,27 +1,34 @@
-"""The report's statistics, tables, comparisons and verdict sentences on tiny hand-made studies."""
+"""The report on tiny hand-made studies: tidy rows, per-arm intervals, the paper-form table,
+regime, selection, the summary.json contract, and notebook 05 on a one-run study."""
 import json
 import math
+import os
+from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from qfcn.io import atomic_write_json
+from qfcn.io import ROOT, atomic_write_json
 from qfcn.study import records, report
 
 
-def _scores(f1):
-    return {"f1": f1, "object_dice": f1 + 0.01, "object_hausdorff": 10.0, "per_image": []}
+def _scores(f1, image_f1s=()):
+    per = [{"name": f"img{i}", "f1": v, "object_dice": v, "object_hausdorff": 5.0} for i, v in enumerate(image_f1s)]
+    return {"f1": f1, "object_dice": f1 + 0.01, "object_hausdorff": 10.0, "per_image": per}
 
 
-def _run(study, folder, *, name, seed, f1, selection="suggestive", qsa_bits=32, ntq_bits=32, main="float",
-         extra=None, manifest="m", point=True):
+def make_run(study, folder, *, name, seed, f1, selection="suggestive", qsa_bits=32, ntq_bits=32, main="float",
+             extra=None, manifest="m", point=True, train=None):
     """A run folder with a metrics record; ``f1`` = (test A, test B) of the main variant,
-    ``extra`` = {variant: (test A, test B)}."""
+    ``extra`` = {variant: (test A, test B)}; ``train``: the float variant's training-image F1."""
     variants = {}
     for vname, (a, b) in {main: f1, **(extra or {})}.items():
-        variants[vname] = {"scheme": "inq" if vname == "ntq" else "float", "bits": ntq_bits if vname == "ntq" else 32,
-                           "n_members": 1 if vname == "single" else 2, "weight_bytes": 100, "file_bytes": 120,
-                           "splits": {"test_a": _scores(a), "test_b": _scores(b)}}
+        quant = vname not in ("float", "float_control") and ntq_bits < 32
+        splits = {"test_a": _scores(a, (a, a - 0.1)), "test_b": _scores(b, (b,))}
+        if train is not None and vname == "float":
+            splits["train"] = _scores(train)
+        variants[vname] = {"scheme": ("uniform" if vname == "uniform" else "inq") if quant else "float",
+                           "bits": ntq_bits if quant else 32, "n_members": 1 if vname == "single" else 2,
+                           "weight_bytes": 100 if quant else 640, "file_bytes": 300 if quant else 900, "splits": splits}
     rec = records.metrics_record(
         run={"name": folder, "seed": seed, "selection": selection, "qsa_scheme": "inq", "qsa_bits": qsa_bits,
              "ntq_scheme": "inq", "ntq_bits": ntq_bits, "n_members": 2},
@@ -33,132 +40,136 @@ def _run(study, folder, *, name, seed, f1, selection="suggestive", qsa_bits=32, 
     return run_dir
 
 
+def make_study(study, seeds=(0, 1, 2)):
+    """sa-float, qsa5-ntq5 (with controls) and random-float over ``seeds``, plus a data manifest."""
+    atomic_write_json(study / "data" / "manifest.json", {"hash": "m", "label_source": "instances", "scale": 0.5})
+    for seed in seeds:
+        d = 0.01 * seed
+        make_run(study, f"sa-float-s{seed}", name="sa-float", seed=seed, f1=(0.80 + d, 0.70 + d), train=0.9 + d)
+        make_run(study, f"random-float-s{seed}", name="random-float", seed=seed, f1=(0.75 + d, 0.6 + 2 * d),
+                 selection="random", extra={"single": (0.7, 0.5)})
+        make_run(study, f"qsa5-ntq5-s{seed}", name="qsa5-ntq5", seed=seed, f1=(0.78 + d, 0.66 + d), qsa_bits=5,
+                 ntq_bits=5, main="ntq", train=0.95,
+                 extra={"float": (0.80, 0.70), "float_control": (0.81 + d / 2, 0.69), "uniform": (0.7 + d, 0.6),
+                        "ptq": (0.5, 0.4), "ptq_bn": (0.6, 0.5), "single": (0.7 + d, 0.6)})
+    return study
+
+
 @pytest.fixture
 def study(tmp_path):
-    for seed, (fa, fq) in enumerate([(0.80, 0.70), (0.82, 0.71), (0.84, 0.73)]):
-        _run(tmp_path, f"float-s{seed}-h", name="float", seed=seed, f1=(fa, fa - 0.1))
-        _run(tmp_path, f"q5-s{seed}-h", name="q5", seed=seed, f1=(fq, fq - 0.1), qsa_bits=5, ntq_bits=5, main="ntq",
-             extra={"float": (fq + 0.05, fq - 0.05), "single": (fq - 0.2, fq - 0.3)})
-    return tmp_path
+    return make_study(tmp_path)
 
 
 def test_tidy_one_row_per_run_variant_split(study):
     df = report.tidy(study)
-    assert len(df) == 3 * 2 + 3 * 3 * 2
-    assert set(df.name) == {"float", "q5"}  # the batch point's name, not the folder's
-    q = df[(df.name == "q5") & (df.seed == 1) & (df.split == "test_a")]
-    assert q.set_index("variant")["f1"].to_dict() == {"ntq": 0.71, "float": 0.76, "single": 0.51}
-    assert q.set_index("variant")["main"].to_dict() == {"ntq": True, "float": False, "single": False}
-    assert set(q.n_glands) == {40} and set(q.weight_bytes) == {100}
+    assert set(df.name) == {"sa-float", "random-float", "qsa5-ntq5"}  # the batch point's name, not the folder's
+    q = df[(df.name == "qsa5-ntq5") & (df.seed == 1) & (df.split == "test_a")].set_index("variant")
+    assert q["f1"].to_dict()["ntq"] == pytest.approx(0.79) and q["main"].sum() == 1 and q.loc["ntq", "main"]
+    assert len(df) == 3 * (3 + 2 * 2 + 7 * 2 + 1)  # per seed: sa 3 splits, random 2 x 2, qsa 7 x 2 + float's train
 
 
 def test_tidy_keeps_the_folder_name_without_done_marker_and_filters_by_manifest(tmp_path):
-    _run(tmp_path, "lab-run", name="x", seed=0, f1=(0.5, 0.4), point=False)
-    _run(tmp_path, "other-data", name="y", seed=0, f1=(0.5, 0.4), manifest="old")
+    make_run(tmp_path, "lab-run", name="x", seed=0, f1=(0.5, 0.4), point=False)
+    make_run(tmp_path, "other-data", name="y", seed=0, f1=(0.5, 0.4), manifest="old")
     assert set(report.tidy(tmp_path).name) == {"lab-run", "y"}
     assert set(report.tidy(tmp_path, manifest_hash="m").name) == {"lab-run"}
     assert report.tidy(tmp_path / "none").empty
 
 
-def test_summary_table_and_summary(study):
-    table = report.summary_table(study)
-    assert list(table.columns) == ["name", "seed", "f1 A", "object_dice A", "object_hausdorff A",
-                                   "f1 B", "object_dice B", "object_hausdorff B"]
-    assert table[(table.name == "q5") & (table.seed == 2)]["f1 B"].item() == pytest.approx(0.63)
-    s = report.summary(study)
-    assert len(s["runs"]) == 6 and "code_version" in s
-    first = s["runs"][0]
-    assert first["run_dir"] == "float-s0-h" and first["variant"] == "float" and first["run"]["name"] == "float"
-    assert first["test_a"] == {"f1": 0.8, "object_dice": 0.81, "object_hausdorff": 10.0}
-    assert first["n_glands"] == {"test_a": 40, "test_b": 200} and first["weight_bytes"] == 100
+def test_per_image_rows_of_the_main_result(study):
+    pi = report.per_image(study)
+    sa = pi[(pi.name == "sa-float") & (pi.seed == 0)]
+    assert sa.groupby("split").size().to_dict() == {"test_a": 2, "test_b": 1}
+    assert sa[sa.split == "test_a"].f1.tolist() == pytest.approx([0.8, 0.7])
 
 
-def test_main_table_means_and_interval_half_widths(study):
+def test_interval_rows_student_t_clipped_with_seeds_and_bytes(study):
     df = report.tidy(study)
-    table = report.main_table(df[df["main"]]).set_index("run")
-    assert table.loc["float", "seeds"] == 3
-    assert table.loc["float", "f1 A"] == pytest.approx(0.82)
-    half = 4.302652729911275 * 0.02 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
-    assert table.loc["float", "f1 A ±"] == pytest.approx(half)
-    one = report.main_table(df[df["main"] & (df.seed == 0)])
-    assert one["f1 A ±"].isna().all()
+    rows = {(r["name"], r["split"]): r for r in report.interval_rows(df[df["main"]], "f1")}
+    sa = rows[("sa-float", "test_a")]
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n), sd = 0.01
+    assert sa["n"] == 3 and sa["seeds"] == [0, 1, 2] and sa["mean"] == pytest.approx(0.81)
+    assert (sa["low"], sa["high"]) == pytest.approx((0.81 - half, 0.81 + half)) and not sa["clipped"]
+    assert rows[("qsa5-ntq5", "test_a")]["bits"] == 5 and rows[("qsa5-ntq5", "test_a")]["weight_bytes"] == 100
+    one = report.interval_rows(df[df["main"] & (df.seed == 0)], "f1")[0]
+    assert one["n"] == 1 and one["low"] is None and one["high"] is None
+    with pytest.raises(ValueError, match="select one variant"):
+        report.interval_rows(df, "f1")
 
 
-def test_compare_sentences():
-    df = pd.DataFrame([dict(split="test_a", seed=s, variant=v, f1=f)
-                       for s, (fa, fb) in enumerate([(0.9, 0.8), (0.91, 0.8), (0.92, 0.81)])
-                       for v, f in (("ntq", fa), ("ptq", fb))])
-    res = report.compare(df, {"variant": "ntq"}, {"variant": "ptq"}, pair_on="seed", split="test_a",
-                         question="Q3 test", labels=("with", "without"))
-    assert res["n"] == 3 and res["mean_a"] == pytest.approx(0.91) and res["mean_b"] == pytest.approx(0.8033333)
-    assert res["sentence"] == (f"Q3 test (Test A, f1): with − without = +0.107 [{res['low']:+.3f}, {res['high']:+.3f}] "
-                               f"over 3 pair(s): {res['verdict']}.")
-    assert "larger than the seed-to-seed spread" in res["verdict"]
-    one = report.compare(df[df.seed == 0], {"variant": "ntq"}, {"variant": "ptq"}, pair_on="seed", split="test_a")
-    assert one["sentence"].startswith("difference (Test A, f1): variant=ntq − variant=ptq = +0.100")
-    assert "cannot tell" in one["sentence"]
-    none = report.compare(df, {"variant": "ntq"}, {"variant": "uniform"}, pair_on="seed", split="test_b", question="Q2")
-    assert none["sentence"] == "Q2 (Test B, f1): no paired runs with both variant=ntq and variant=uniform."
-    assert none["n"] == 0 and math.isnan(none["mean_a"])
+def test_paper_table_lists_every_paper_row_with_our_arms(study):
+    table = {r["method"]: r for r in report.paper_table(report.tidy(study))}
+    assert [m for m, *_ in report.PAPER_FORM] == list(table)
+    assert table["CUMedVision (DCAN)"]["paper"]["f1_A"] == 0.912 and table["CUMedVision (DCAN)"]["run"] is None
+    q = table["QSA+NTQ-5 (paper: 5 FCNs)"]
+    assert q["run"] == "qsa5-ntq5" and q["variant"] == "ntq" and q["n"] == 3 and q["paper"]["f1_A"] == 0.930
+    assert q["cells"]["f1_A"]["values"] == pytest.approx([0.78, 0.79, 0.80])
+    assert q["weight_ratio"] == pytest.approx(6.4) and q["file_ratio"] == pytest.approx(3.0)
+    assert table["fixed-point (uniform), 5 bits"]["variant"] == "uniform"
+    assert table["QSA-5"]["run"] is None and table["QSA-5"]["paper"] is None
 
 
-def test_ablation_answers_ask_every_question_in_order(study):
-    answers = report.ablation_answers(report.tidy(study), "f1")
-    questions = [a["question"] for a in answers]
-    per_split = ["Q1 QSA+NTQ 7/7 bits vs float SA", "Q1 QSA+NTQ 5/5 bits vs float SA"]
-    assert questions[:4] == per_split * 2 and [a["split"] for a in answers[:4]] == ["test_a"] * 2 + ["test_b"] * 2
-    assert questions[4:14] == [q for _, _, q, _ in report.VARIANT_QUESTIONS] * 2
-    assert questions[14:] == ["Q6 ensemble vs single FCN"] * 2  # no other selection in this study: no Q5
-    q1 = answers[1]
-    assert q1["n"] == 3 and q1["diff"] == pytest.approx(-0.1066667) and "larger than" in q1["verdict"]
-    q6 = answers[14]
-    assert q6["a"] == "ensemble" and q6["diff"] == pytest.approx(0.2)
-    assert answers[4]["n"] == 0  # no uniform variant: said, not guessed
-    assert "no paired runs" in answers[4]["sentence"]
+def test_regime_of_the_float_networks(study):
+    reg = report.regime(report.tidy(study))
+    # float variants: sa (train 0.90-0.92, A 0.80-0.82), qsa5 (train 0.95, A 0.80), random (no train split)
+    assert reg["n_runs"] == 9 and reg["train_f1"] == pytest.approx((0.90 + 0.91 + 0.92 + 3 * 0.95) / 6)
+    assert reg["by_run"]["sa-float"]["test_a_f1"] == pytest.approx(0.81) and reg["by_run"]["sa-float"]["n"] == 3
+    assert reg["gap_a"] == pytest.approx(reg["train_f1"] - reg["test_a_f1"])
 
 
-def test_ablation_answers_compare_suggestive_with_other_selections(tmp_path):
-    for seed in range(2):
-        _run(tmp_path, f"sa-{seed}", name="sa", seed=seed, f1=(0.8, 0.7))
-        _run(tmp_path, f"rnd-{seed}", name="rnd", seed=seed, f1=(0.7, 0.6), selection="random")
-    q5 = [a for a in report.ablation_answers(report.tidy(tmp_path), "f1") if a["question"].startswith("Q5")]
-    assert [a["question"] for a in q5] == ["Q5 suggestive vs random selection"] * 2
-    assert q5[0]["diff"] == pytest.approx(0.1) and q5[0]["n"] == 2
+def test_selection_coverage_z_from_rounds_or_stages(study):
+    assert report.selection(study)["coverage_z_vs_random"] is None  # no suggestion.json: not invented
+    atomic_write_json(study / "runs" / "sa-float-s0" / "suggestion.json",
+                      {"rounds": [{"coverage_z": 1.0}, {"coverage_z": None}, {"coverage_z": 3.0}]})
+    atomic_write_json(study / "runs" / "sa-float-s1" / "suggestion.json", {"stages": [{"coverage_z": 5.0}, {}]})
+    sel = report.selection(study)
+    assert sel["coverage_z_vs_random"] == pytest.approx(3.0) and sel["n_values"] == 3
+    assert sel["by_run"] == {"sa-float": pytest.approx(3.0)}
 
 
-def test_gland_counts_and_calibration(study):
+def test_summary_json_contract(study):
+    report.write_report(study)
+    s = json.loads((study / "summary.json").read_text())
+    assert {"runs", "code_version", "contrasts", "regime", "selection", "efficiency", "paper_table"} <= set(s)
+    assert s["efficiency"] == [] and set(s["regime"]) >= {"train_f1", "test_a_f1", "test_b_f1"}
+    assert "coverage_z_vs_random" in s["selection"] and s["data"]["label_source"] == "instances"
+    ids = {c["id"] for c in s["contrasts"]}
+    assert {"ntq_vs_float_control", "inq_vs_uniform", "ntq_vs_ptq", "qsa_vs_sa", "sa_ntq_vs_sa", "qsa_ntq_vs_sa",
+            "suggestive_vs_random", "ensemble_vs_single"} <= ids
+    for c in s["contrasts"]:
+        assert {"id", "split", "metric", "values", "diff", "low", "high", "mde", "n", "verdict"} <= set(c)
+        assert c["split"] in ("test_a", "test_b") and len(c["values"]) == c["n"]
+    c = next(c for c in s["contrasts"] if c["id"] == "ntq_vs_float_control" and c["split"] == "test_a"
+             and c["metric"] == "f1")
+    assert c["values"] == pytest.approx([-0.03, -0.025, -0.02]) and c["verdict"] == "b better" and c["n"] == 3
+    assert next(c for c in s["contrasts"] if c["id"] == "qsa_vs_sa")["verdict"] == "missing"
+    first = s["runs"][0]
+    assert first["run"]["name"] == "qsa5-ntq5" and first["test_a"]["f1"] == pytest.approx(0.78)
+    assert (study / "index.html").is_file()
+
+
+def test_gland_counts(study):
     main = report.tidy(study).query("main")
     glands, enough = report.gland_counts(main, 150)
     assert glands == {"test_a": 40, "test_b": 200} and enough == {"test_a": False, "test_b": True}
-    cal = report.calibration(main)
-    assert cal["test_a"]["seeds"] == 3 and cal["test_a"]["mean"] == pytest.approx(0.82)
-    assert cal["test_a"]["sd"] == pytest.approx(0.02) and cal["test_a"]["low"] < 0.82 < cal["test_a"]["high"]
 
 
-def test_write_report_without_notebooks(study):
-    index = report.write_report(study)
-    assert "<h2>Main table</h2>" in index.read_text() and "f1 A ±" in index.read_text()
-    assert json.loads((study / "summary.json").read_text())["runs"][0]["run_dir"] == "float-s0-h"
+def test_notebook_05_reports_a_one_run_study(tmp_path, monkeypatch):
+    """Issue 14: one configuration, one seed: no 'zero-size array' crash; the run is reported and
+    every comparison says it needs more seeds."""
+    import papermill
 
-
-def test_mean_ci_hand_values():
-    # values 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653 -> half width 4.302653 / sqrt(3)
-    m, lo, hi = report.mean_ci([1.0, 2.0, 3.0])
-    half = 4.302652729911275 / math.sqrt(3)
-    assert m == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
-
-
-def test_mean_ci_single_value_has_no_interval():
-    m, lo, hi = report.mean_ci([0.7])
-    assert m == 0.7 and math.isnan(lo) and math.isnan(hi)
-
-
-def test_paired_difference_verdicts():
-    big = report.paired_difference([0.9, 0.91, 0.92], [0.8, 0.80, 0.81])
-    assert big["diff"] == pytest.approx((0.1 + 0.11 + 0.11) / 3) and "larger than" in big["verdict"]
-    small = report.paired_difference([0.9, 0.8, 0.85], [0.85, 0.86, 0.84])
-    assert "within" in small["verdict"]
-    one = report.paired_difference([0.9], [0.8])
-    assert one["n"] == 1 and "cannot tell" in one["verdict"]
-    with pytest.raises(ValueError, match="one per seed"):
-        report.paired_difference([1, 2], [1])
+    atomic_write_json(tmp_path / "data" / "manifest.json", {"hash": "m"})
+    make_run(tmp_path, "qsa5-ntq5-s0", name="qsa5-ntq5", seed=0, f1=(0.79, 0.7), qsa_bits=5, ntq_bits=5, main="ntq",
+             extra={"float": (0.81, 0.7), "float_control": (0.8, 0.69), "single": (0.7, 0.6)}, train=0.9)
+    here = str(Path(__file__).resolve().parents[2])  # the kernel imports this checkout's qfcn
+    monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "05.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "05-ablations.ipynb"), str(out),
+                               parameters={"study_dir": str(tmp_path)}, progress_bar=False, log_output=False)
+    cells = json.loads(out.read_text())["cells"]
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    assert "needs more seeds" in text and "every comparison needs at least two seeds" in text
+    assert "NTQ-5 vs its float control (same extra steps) [qsa5-ntq5], Test A F1: −0.010 from n = 1 seed" in text
+    assert (tmp_path / "figures" / "main_results.png").is_file()
+    assert json.loads((tmp_path / "ablations.json").read_text())["contrasts"]
