@@ -4,19 +4,15 @@ GlaS is research-only and cannot be shipped, so the study's default data set is 
 here: glands (epithelial rings of nuclei around lumens) in textured, eosin-rich stroma,
 with the things that make real GlaS hard, more of them as ``difficulty`` grows:
 
-* irregular gland outlines (radial Fourier perturbation of an ellipse) with budding lobes;
-* crowding down to TOUCHING glands: distinct instance labels sharing a border;
-* fragmented malignant glands: cut by stroma into pieces, each piece its own label (GlaS
-  convention: an annotated gland is one connected region);
+* irregular outlines (radial Fourier perturbation of an ellipse) with budding lobes; crowding
+  down to TOUCHING glands (distinct labels sharing a border); fragmented malignant glands cut
+  by stroma into pieces, each piece its own label (GlaS: a gland is one connected region);
 * varied interiors: epithelium thickness, lumen size and shape, secretion / mucin / dirty
-  necrosis in lumens, solid nests without lumen, cribriform glands with several lumina;
-* texture and stain variation inside glands: mottled cytoplasm, patchy nuclear density, a
-  stain shift per gland, plus stain variation between images;
-* gland-like DECOYS that are never labelled, at every difficulty: vessels (empty or full of
-  red cells, with endothelial nuclei), fat cells, tears, clefts, lymphoid aggregates, ring-like
-  stroma;
-* slide and scanner artefacts: tissue folds, global and local blur, uneven illumination,
-  noise and JPEG-like compression.
+  necrosis in lumens, solid nests, cribriform glands; mottled cytoplasm, patchy nuclear
+  density and a stain shift per gland;
+* gland-like DECOYS, never labelled: vessels (empty or full of red cells), fat, tears, clefts,
+  lymphoid aggregates, ring-like stroma;
+* tissue folds, global and local blur, uneven illumination, noise, JPEG-like compression.
 
 :func:`render_image` draws one image from its pieces, in this order of random draws:
 outlines (:mod:`~qfcn.data.synth_glands`), interiors (:mod:`~qfcn.data.synth_epithelium`),
@@ -129,21 +125,17 @@ def render_image(rng: np.random.Generator, difficulty: float, height: int, width
 
     Args:
         rng: the only source of randomness (same state -> identical output).
-        difficulty: in [0, 1]; more irregular, budding and fragmented outlines, touching glands,
-            decoys, solid and cribriform glands, necrotic lumens, stain variation within and
-            between glands, folds, blur, uneven light, noise and compression as it grows.
+        difficulty: in [0, 1]; every hardship listed in the module docstring grows with it.
         height, width: image size in pixels (any size >= 16).
-        grade: 'benign' or 'malignant' (malignant: larger irregular glands, stratified dark
-            nuclei, solid nests and cribriform glands, fragments, dirty necrosis).
+        grade: 'benign' or 'malignant' (larger irregular glands, stratified nuclei, solid,
+            cribriform and fragmented glands, dirty necrosis).
         scale: pixel scale relative to GlaS at 20x (glands have a mean radius ~66 * scale px).
 
     Returns:
         image (H, W, 3) uint8 RGB; instances (H, W) int32, 0 = background, glands 1..n, each
-        one connected region; info dict: grade, difficulty, n_glands, n_touching_pairs,
-        n_decoys, n_solid, n_cribriform, n_fragmented (glands cut into >= 2 labelled pieces),
-        n_buds, decoy_fraction and fold_fraction (of the image's pixels), irregularity (mean
-        radial perturbation amplitude). Solid, cribriform and bud counts are of the glands
-        before fragmentation.
+        one connected region; info: grade, difficulty, n_glands, n_touching_pairs, n_decoys,
+        n_fragmented (glands cut into >= 2 pieces), n_solid, n_cribriform, n_buds (these three
+        before cutting), decoy_fraction, fold_fraction (of all pixels), irregularity.
     """
     image, instances, _, info = render_layers(rng, difficulty, height, width, grade=grade, scale=scale)
     return image, instances, info

@@ -110,14 +110,16 @@ def epithelial_nuclei(rng: np.random.Generator, inner: Interior, instances: np.n
     and randomly oriented when malignant; their density varies per gland and in patches (more
     so as ``d`` grows). Mucin vacuoles sit between nuclei and lumen."""
     shape, epi = inner.epi.shape, inner.epi
-    spacing = scale * (4.8 if not mal else 9.0 - 1.5 * d)
-    n_cand = int(epi.sum() / spacing ** 2 * 1.6) + 1
-    ys, xs = rng.uniform(0, shape[0] - 1, n_cand), rng.uniform(0, shape[1] - 1, n_cand)
+    spacing = scale * (6.0 if not mal else 8.0 - 1.2 * d)
+    gy, gx = np.mgrid[0:shape[0]:spacing, 0:shape[1]:spacing]  # jittered grid: crowded, not clumped
+    n_cand = gy.size
+    ys = np.clip(gy.ravel() + rng.uniform(-0.5, 0.5, n_cand) * spacing, 0, shape[0] - 1)
+    xs = np.clip(gx.ravel() + rng.uniform(-0.5, 0.5, n_cand) * spacing, 0, shape[1] - 1)
     iy, ix = ys.astype(np.intp), xs.astype(np.intp)
     dens = rng.uniform((0.6 if mal else 0.85) - 0.35 * d, 1.0, int(instances.max()) + 1)[instances]
-    dens = np.clip(dens * (1.0 + (0.1 + 0.3 * d) * smooth_noise(rng, shape, 20 * scale)), 0.1, 1.0)
+    dens = np.clip(dens * (1.0 + (0.1 + 0.25 * d) * smooth_noise(rng, shape, 20 * scale)), 0.1, 1.0)
     r_at = inner.rel[iy, ix]
-    lo, hi = (0.05, 0.45) if not mal else (0.03, 0.75 + 0.2 * d)
+    lo, hi = (0.05, 0.4) if not mal else (0.03, 0.75 + 0.2 * d)
     keep = epi[iy, ix] & (r_at > lo) & (r_at < hi) & (rng.random(n_cand) < dens[iy, ix])
     ys, xs, iy, ix = ys[keep], xs[keep], iy[keep], ix[keep]
     gy, gx = np.gradient(ndimage.gaussian_filter(inner.depth, 2.0))
@@ -127,8 +129,8 @@ def epithelial_nuclei(rng: np.random.Generator, inner: Interior, instances: np.n
     jitter = 0.3 if not mal else 0.9
     ny = (1 - jitter) * ny / norm + jitter * np.sin(ang)
     nx = (1 - jitter) * nx / norm + jitter * np.cos(ang)
-    half = scale * (4.0 if not mal else 3.0 + 1.5 * d)
-    sig_n = max(0.6, scale * (1.9 if not mal else 2.2 + 0.5 * d))
+    half = scale * (2.6 if not mal else 2.5 + 1.5 * d)
+    sig_n = max(0.6, scale * (1.6 if not mal else 2.0 + 0.4 * d))
     nuc = splat_rods(shape, ys, xs, half * ny, half * nx, sig_n,
                      rng.uniform(0.8, 1.25 + (0.5 * d if mal else 0.0), ys.size))
     goblet = np.zeros(shape, np.float32)
