@@ -1,20 +1,25 @@
 """Procedural GlaS-like H&E images written in the GlaS (Warwick-QU) layout (docs/method.md §2).
 
 GlaS is research-only and cannot be shipped, so the study's default data set is drawn
-here: glands (epithelial rings of nuclei around pale lumens) in textured, eosin-rich
-stroma, with the things that make GlaS hard, more of them as ``difficulty`` grows:
+here: glands (epithelial rings of nuclei around lumens) in textured, eosin-rich stroma,
+with the things that make real GlaS hard, more of them as ``difficulty`` grows:
 
-* irregular gland outlines (radial Fourier perturbation of an ellipse);
-* crowding down to TOUCHING glands: distinct instance labels sharing a border;
-* gland-like DECOYS that are not glands, at every difficulty: vessels and tears (white
-  spaces without an epithelial ring), fat cells, thin stromal clefts;
-* malignant solid nests with little or no lumen (still glands), stratified nuclei;
-* stain variation between images, blur and noise.
+* irregular outlines (radial Fourier perturbation of an ellipse) with budding lobes; crowding
+  down to TOUCHING glands (distinct labels sharing a border); fragmented malignant glands cut
+  by stroma into pieces, each piece its own label (GlaS: a gland is one connected region);
+* varied interiors: epithelium thickness, lumen size and shape, secretion / mucin / dirty
+  necrosis in lumens, solid nests, cribriform glands; mottled cytoplasm, patchy nuclear
+  density and a stain shift per gland;
+* gland-like DECOYS, never labelled: vessels (empty or full of red cells), fat, tears, clefts,
+  lymphoid aggregates, ring-like stroma;
+* tissue folds, global and local blur, uneven illumination, noise, JPEG-like compression.
 
 :func:`render_image` draws one image from its pieces, in this order of random draws:
-glands (:mod:`qfcn.data.synth_glands`), stroma (:mod:`qfcn.data.synth_stroma`), decoys
-(:mod:`qfcn.data.synth_artefacts`), colour (:mod:`qfcn.data.synth_stain`: haematoxylin /
-eosin / DAB optical-density maps converted with :func:`skimage.color.hed2rgb`).
+outlines (:mod:`~qfcn.data.synth_glands`), interiors (:mod:`~qfcn.data.synth_epithelium`),
+fragmentation, lumen contents (:mod:`~qfcn.data.synth_lumen`), nuclei, stroma
+(:mod:`~qfcn.data.synth_stroma`), decoys (:mod:`~qfcn.data.synth_artefacts`), colour
+(:mod:`~qfcn.data.synth_stain`: haematoxylin / eosin / DAB optical densities converted by
+:func:`skimage.color.hed2rgb`) and artefacts (:mod:`~qfcn.data.synth_optics`).
 
 Layout written by :func:`make_glas` (see :mod:`qfcn.data.glas`): ``train_<i>.bmp`` /
 ``testA_<i>.bmp`` / ``testB_<i>.bmp`` (RGB, uint8), ``<name>_anno.bmp`` (8-bit instance
@@ -48,12 +53,15 @@ import numpy as np
 from PIL import Image
 
 from qfcn.data.synth_artefacts import decoys
-from qfcn.data.synth_glands import epithelial_nuclei, gland_interior, place_glands
+from qfcn.data.synth_epithelium import epithelial_nuclei, gland_interior
+from qfcn.data.synth_glands import fragment, place_glands
+from qfcn.data.synth_lumen import lumen_contents
+from qfcn.data.synth_optics import fold_thickness, optics
 from qfcn.data.synth_shapes import count_touching_pairs
-from qfcn.data.synth_stain import optical_densities, to_rgb
+from qfcn.data.synth_stain import optical_densities, stain_to_rgb
 from qfcn.data.synth_stroma import stroma
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 
 #: (file prefix, split id used in the seed, GlaS-like benign fraction)
 SPLITS: tuple[tuple[str, int, float], ...] = (("train", 0, 0.45), ("testA", 1, 0.55), ("testB", 2, 0.20))
@@ -80,40 +88,56 @@ def _check_render_args(difficulty: float, height: int, width: int, grade: str, s
         raise ValueError(f"scale must be > 0, got {scale}")
 
 
+def render_layers(rng: np.random.Generator, difficulty: float, height: int, width: int, *,
+                  grade: str = "benign",
+                  scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """:func:`render_image` plus the (H, W) bool mask of the decoys (never on a gland)."""
+    _check_render_args(difficulty, height, width, grade, scale)
+    d, mal, shape = float(difficulty), grade == "malignant", (int(height), int(width))
+    whole, glands = place_glands(rng, shape, d, mal, scale)
+    inner = gland_interior(rng, whole, len(glands), d, mal, scale)
+    instances, n_frag = fragment(rng, whole, d, mal, scale)
+    fg = instances > 0
+    inner.restrict(fg)
+    contents = lumen_contents(rng, instances, inner.lumen, d, mal, scale)
+    nuc, goblet = epithelial_nuclei(rng, inner, instances, d, mal, scale)
+    fibres, fine, snuc = stroma(rng, fg, d, scale)
+    dec = decoys(rng, fg, len(glands), d, scale)
+    tissue = dict(inst=instances, sep=inner.sep, lumen=inner.lumen, fibres=fibres, wobble=inner.wobble,
+                  goblet=goblet, nuc=nuc, snuc=snuc, fine=fine, **contents,
+                  **{k: dec[k] for k in ("white", "rim", "rbc", "dnuc", "ring")})
+    h_od, e_od = optical_densities(rng, tissue, d, mal, scale)
+    thickness = fold_thickness(rng, shape, d, scale)
+    image = optics(rng, stain_to_rgb(rng, h_od, e_od, d, thickness), d, scale)
+    info = {"grade": grade, "difficulty": round(d, 6), "n_glands": int(instances.max()),
+            "n_touching_pairs": count_touching_pairs(instances), "n_decoys": dec["n"],
+            "n_solid": int(inner.solid[1:].sum()), "n_cribriform": int(inner.cribriform[1:].sum()),
+            "n_fragmented": n_frag, "n_buds": int(sum(g["bud_r"].size for g in glands)),
+            "decoy_fraction": round(float(dec["mask"].mean()), 6),
+            "fold_fraction": round(float((thickness > 1.3).mean()), 6),
+            "irregularity": round(float(np.mean([g["irregularity"] for g in glands])) if glands else 0.0, 6)}
+    return image, instances, dec["mask"], info
+
+
 def render_image(rng: np.random.Generator, difficulty: float, height: int, width: int, *,
                  grade: str = "benign", scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Draw one GlaS-like H&E image.
 
     Args:
         rng: the only source of randomness (same state -> identical output).
-        difficulty: in [0, 1]; more irregular outlines, touching glands, decoys, solid
-            nests, stain variation, blur and noise as it grows.
+        difficulty: in [0, 1]; every hardship listed in the module docstring grows with it.
         height, width: image size in pixels (any size >= 16).
-        grade: 'benign' or 'malignant' (malignant: larger irregular glands, stratified dark
-            nuclei, solid nests without lumen).
+        grade: 'benign' or 'malignant' (larger irregular glands, stratified nuclei, solid,
+            cribriform and fragmented glands, dirty necrosis).
         scale: pixel scale relative to GlaS at 20x (glands have a mean radius ~66 * scale px).
 
     Returns:
-        image (H, W, 3) uint8 RGB; instances (H, W) int32, 0 = background, glands 1..n;
-        info dict: grade, difficulty, n_glands, n_touching_pairs, n_decoys, n_solid,
-        irregularity (mean radial perturbation amplitude).
+        image (H, W, 3) uint8 RGB; instances (H, W) int32, 0 = background, glands 1..n, each
+        one connected region; info: grade, difficulty, n_glands, n_touching_pairs, n_decoys,
+        n_fragmented (glands cut into >= 2 pieces), n_solid, n_cribriform, n_buds (these three
+        before cutting), decoy_fraction, fold_fraction (of all pixels), irregularity.
     """
-    _check_render_args(difficulty, height, width, grade, scale)
-    d, mal, shape = float(difficulty), grade == "malignant", (int(height), int(width))
-    instances, glands = place_glands(rng, shape, d, mal, scale)
-    n = len(glands)
-    fg = instances > 0
-    inner = gland_interior(rng, instances, n, d, mal, scale)
-    nuc, goblet = epithelial_nuclei(rng, inner, d, mal, scale)
-    fibres, fine, snuc = stroma(rng, fg, d, scale)
-    white, rim, n_decoys = decoys(rng, fg, n, d, scale)
-    tissue = dict(fg=fg, sep=inner.sep, lumen=inner.lumen, fibres=fibres, wobble=inner.wobble, goblet=goblet,
-                  nuc=nuc, snuc=snuc, white=white, rim=rim, fine=fine)
-    image = to_rgb(rng, *optical_densities(rng, tissue, d, mal), d, scale)
-    info = {"grade": grade, "difficulty": round(d, 6), "n_glands": n,
-            "n_touching_pairs": count_touching_pairs(instances), "n_decoys": n_decoys,
-            "n_solid": int(inner.solid[1:].sum()),
-            "irregularity": round(float(np.mean([g["irregularity"] for g in glands])) if glands else 0.0, 6)}
+    image, instances, _, info = render_layers(rng, difficulty, height, width, grade=grade, scale=scale)
     return image, instances, info
 
 

@@ -1,28 +1,28 @@
-"""Glands of the synthetic GlaS generator (docs/method.md §2): placement with crowding down to
-touching glands, the interior (epithelium, lumen, solid nests, cribriform holes) and the
-epithelial nuclei and goblet cells. Random draws happen in a fixed order from the generator
-passed in; :func:`qfcn.data.synth.render_image` calls these in order.
+"""Gland outlines of the synthetic GlaS generator (docs/method.md §2): placement with crowding
+down to touching glands (distinct labels sharing a border), budding lobes, and fragmentation:
+a malignant gland cut by stroma into pieces. Following the GlaS convention an annotated gland
+is one connected region, so every piece that ends up a separate region gets its own label.
+Random draws happen in a fixed order from the generator passed in.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> inst, glands = place_glands(rng, (130, 194), 0.5, False, 0.25)
 >>> inst.dtype, int(inst.max()) == len(glands)
 (dtype('int32'), True)
->>> inner = gland_interior(rng, inst, len(glands), 0.5, False, 0.25)
->>> bool((inner.lumen <= (inst > 0)).all())
-True
+>>> cut, n_frag = fragment(rng, inst, 1.0, True, 0.25)
+>>> int(cut.max()) >= int(inst.max()), n_frag >= 0
+(True, True)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from qfcn.data.synth_shapes import draw_gland, gland_field, smooth_noise, splat_rods
+from qfcn.data.synth_shapes import curve_distance, draw_gland, gland_field
 
 
 # --------------------------------------------------------------------------- placement
@@ -82,8 +82,10 @@ def place_glands(rng: np.random.Generator, shape: tuple[int, int], d: float, mal
     h, w = shape
     labels = np.zeros(shape, np.int32)
     fbest = np.full(shape, np.inf, np.float32)
-    r_mean = 66.0 * scale * (1.1 if malignant else 1.0)
-    irregular = 0.05 + 0.22 * d + (0.08 if malignant else 0.0)
+    r_mean = 66.0 * scale * ((1.1 + 0.3 * d) if malignant else 1.0)
+    irregular = 0.05 + 0.22 * d + (0.08 + 0.15 * d if malignant else 0.0)
+    bud_rate = (0.3 + 2.7 * d) if malignant else 0.6 * d
+    spread, max_aspect = 0.3 + 0.3 * d, (2.2 if malignant else 3.2)
     p_touch = 0.03 + 0.45 * d ** 1.3 + (0.08 if malignant else 0.0)
     gap = scale * (4.0 + 14.0 * (1.0 - d))
     min_area = (14.0 * scale) ** 2
@@ -92,13 +94,15 @@ def place_glands(rng: np.random.Generator, shape: tuple[int, int], d: float, mal
     for _ in range(40 * n_target):
         if len(glands) >= n_target:
             break
-        p = draw_gland(rng, r_mean, irregular)
+        p = draw_gland(rng, r_mean, irregular, int(rng.poisson(bud_rate)), spread, max_aspect)
         touch, j = _position(rng, p, glands, p_touch, h, w)
         r = math.ceil(p["reach"] + gap)
         y0, y1 = max(0, int(p["cy"]) - r), min(h, int(p["cy"]) + r + 1)
         x0, x1 = max(0, int(p["cx"]) - r), min(w, int(p["cx"]) + r + 1)
         if y1 - y0 < 2 or x1 - x0 < 2:
             continue
+        if not touch and labels[min(h - 1, max(0, int(p["cy"]))), min(w - 1, max(0, int(p["cx"])))]:
+            continue  # centre already on a gland: cannot fit
         f = gland_field(p, y0, x0, y1 - y0, x1 - x0)
         mask = f < 1.0
         box = np.s_[y0:y1, x0:x1]
@@ -112,87 +116,43 @@ def place_glands(rng: np.random.Generator, shape: tuple[int, int], d: float, mal
     return _keep_largest(labels, glands, min_area)
 
 
-# --------------------------------------------------------------------------- interior
-@dataclass
-class Interior:
-    """Gland interior maps, all (H, W): ``sep`` borders between touching glands (bool),
-    ``depth`` distance to the gland edge (px, float32), ``wobble`` smooth noise, ``lumen`` and
-    ``epi`` (bool), ``rel`` relative depth in the epithelium; ``solid`` (n + 1,) bool per label."""
-
-    sep: np.ndarray
-    depth: np.ndarray
-    solid: np.ndarray
-    wobble: np.ndarray
-    lumen: np.ndarray
-    epi: np.ndarray
-    rel: np.ndarray
+# --------------------------------------------------------------------------- fragmentation
+def _cut_gland(rng: np.random.Generator, mask: np.ndarray, d: float, scale: float) -> np.ndarray:
+    """(h, w) bool stroma bands (1-2 random curves, >= 3 px wide) through the gland ``mask``."""
+    r_eff = math.sqrt(mask.sum() / math.pi)
+    band = np.zeros(mask.shape, bool)
+    ys, xs = np.nonzero(mask)
+    for _ in range(1 + int(rng.random() < 0.5 * d)):
+        i = int(rng.integers(ys.size))
+        dist = curve_distance(rng, (0, mask.shape[0], 0, mask.shape[1]), ys[i], xs[i], 3.0 * r_eff, 0.04)
+        band |= dist <= max(1.5, scale * rng.uniform(2.0, 4.0 + 6.0 * d))
+    return band
 
 
-def touching_borders(instances: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels on a 4-connected border between two distinct glands."""
-    sep = np.zeros(instances.shape, bool)
-    for a, b, sa, sb in ((instances[:, :-1], instances[:, 1:], np.s_[:, :-1], np.s_[:, 1:]),
-                         (instances[:-1, :], instances[1:, :], np.s_[:-1, :], np.s_[1:, :])):
-        m = (a > 0) & (b > 0) & (a != b)
-        sep[sa] |= m
-        sep[sb] |= m
-    return sep
+def fragment(rng: np.random.Generator, instances: np.ndarray, d: float, malignant: bool,
+             scale: float) -> tuple[np.ndarray, int]:
+    """Cut some glands into pieces by stroma bands (malignant ones, more often as ``d`` grows).
 
-
-def gland_interior(rng: np.random.Generator, instances: np.ndarray, n: int, d: float, mal: bool,
-                   scale: float) -> Interior:
-    """Epithelium and lumen of the ``n`` glands; malignant: solid nests and cribriform holes."""
-    shape, fg = instances.shape, instances > 0
-    sep = touching_borders(instances)
-    depth = ndimage.distance_transform_edt(fg & ~sep).astype(np.float32)
-    area = np.bincount(instances.ravel(), minlength=n + 1).astype(np.float32)
-    r_eff = np.sqrt(area / np.pi)
-    p_solid = (0.12 + 0.45 * d) if mal else 0.02 * d
-    solid = rng.random(n + 1) < p_solid
-    solid[0] = False
-    thick = r_eff * np.where(mal, rng.uniform(0.25, 0.45, n + 1), rng.uniform(0.35, 0.55, n + 1))
-    thick = np.where(solid, np.inf, np.maximum(thick, 2.0 * scale))
-    thick[0] = np.inf
-    t_map = thick[instances]
-    wobble = smooth_noise(rng, shape, 12 * scale)
-    lumen = fg & (depth > t_map * (1.0 + 0.25 * wobble))
-    if mal:  # cribriform holes in thick / solid epithelium
-        holes = smooth_noise(rng, shape, 5 * scale) > 2.0 - 0.6 * d
-        lumen |= fg & holes & (depth > 6 * scale)
-    epi = fg & ~lumen
-    rel = np.where(epi, depth / np.minimum(t_map, 3.0 * r_eff[instances] + 1), 0)
-    return Interior(sep, depth, solid, wobble, lumen, epi, rel)
-
-
-def epithelial_nuclei(rng: np.random.Generator, inner: Interior, d: float, mal: bool,
-                      scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Soft (H, W) maps of epithelial nuclei (elongated along the depth gradient when benign,
-    random when malignant) and of goblet-cell mucin vacuoles between nuclei and lumen."""
-    shape, epi = inner.epi.shape, inner.epi
-    spacing = scale * (6.5 if not mal else 8.0 - 1.5 * d)
-    n_cand = int(epi.sum() / spacing ** 2 * 1.6) + 1
-    ys, xs = rng.uniform(0, shape[0] - 1, n_cand), rng.uniform(0, shape[1] - 1, n_cand)
-    iy, ix = ys.astype(np.intp), xs.astype(np.intp)
-    r_at = inner.rel[iy, ix]
-    lo, hi = (0.05, 0.45) if not mal else (0.03, 0.75 + 0.2 * d)
-    keep = epi[iy, ix] & (r_at > lo) & (r_at < hi)
-    ys, xs, iy, ix = ys[keep], xs[keep], iy[keep], ix[keep]
-    gy, gx = np.gradient(ndimage.gaussian_filter(inner.depth, 2.0))
-    ny, nx = gy[iy, ix], gx[iy, ix]
-    norm = np.hypot(ny, nx) + 1e-6
-    ang = rng.uniform(0, 2 * np.pi, ys.size)
-    jitter = 0.3 if not mal else 0.9
-    ny = (1 - jitter) * ny / norm + jitter * np.sin(ang)
-    nx = (1 - jitter) * nx / norm + jitter * np.cos(ang)
-    half = scale * (3.0 if not mal else 2.2 + 1.5 * d)
-    sig_n = max(0.6, scale * (2.6 if not mal else 3.0 + 0.6 * d))
-    nuc = splat_rods(shape, ys, xs, half * ny, half * nx, sig_n, rng.uniform(0.8, 1.3, ys.size))
-
-    goblet = np.zeros(shape, np.float32)
-    if not mal or d < 0.5:  # mucin vacuoles between nuclei and lumen
-        m = rng.random(iy.size) < (0.5 if not mal else 0.15)
-        gsel = (r_at[keep] > 0.2) & m
-        goblet = splat_rods(shape, ys[gsel] + 2 * half * ny[gsel], xs[gsel] + 2 * half * nx[gsel],
-                            0 * ys[gsel], 0 * xs[gsel], max(0.7, 3.2 * scale), 1.0)
-        goblet *= epi & (nuc < 0.3)
-    return nuc, goblet
+    Returns the new instance map (int32, labels 1..n in order of the old labels, each piece a
+    separate connected region, slivers under (14 * scale)^2 px dropped) and the number of old
+    glands that ended up as two or more pieces. Cuts only remove pixels, so no new contacts arise.
+    """
+    p_frag = (0.05 + 0.5 * d) if malignant else 0.08 * d
+    min_area = (14.0 * scale) ** 2
+    out = np.zeros_like(instances)
+    n_out, n_frag = 0, 0
+    for i, sl in enumerate(ndimage.find_objects(instances)):
+        if sl is None:
+            continue
+        pad = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
+        mask = instances[pad] == i + 1
+        if rng.random() < p_frag and mask.sum() > 8 * min_area:
+            mask = mask & ~_cut_gland(rng, mask, d, scale)
+        comp, n = ndimage.label(mask)
+        sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
+        keep = [j + 1 for j in range(n) if sizes[j] >= min_area]
+        n_frag += len(keep) >= 2
+        for j in keep:
+            n_out += 1
+            out[pad][comp == j] = n_out
+    return out, n_frag

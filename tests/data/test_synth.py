@@ -1,5 +1,6 @@
 """Tests for the synthetic GlaS generator (qfcn.data.synth and its pieces): rendering,
-determinism, difficulty ordering, safe writes."""
+determinism, instance-map validity (fragments, decoys), difficulty ordering of the hardships,
+colour ranges, artefacts, safe writes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from skimage.color import rgb2hed
 
 from qfcn import data
 from qfcn.data import synth
+from qfcn.data.synth_glands import fragment
+from qfcn.data.synth_optics import jpeg_like, optics
+from qfcn.data.synth_stain import optical_densities
 
 TINY = {"n_train": 4, "n_test_a": 2, "n_test_b": 2, "scale": 0.25}
 
@@ -50,6 +54,110 @@ def test_render_colour_is_he_like_and_decoys_are_background():
     white = image.min(axis=2) > 215
     assert white[inst > 0].any()  # lumens
     assert white[ndimage.distance_transform_edt(inst == 0) > 3].sum() > 20  # decoys outside glands
+
+
+def _pairs(inst, connectivity):
+    """Unordered pairs of distinct non-zero labels adjacent under 4- or 8-connectivity."""
+    lab = np.pad(inst, 1)
+    h, w = inst.shape
+    shifts = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else [])
+    out = set()
+    for dy, dx in shifts:
+        a = lab[1:h + 1, 1:w + 1]
+        b = lab[1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx]
+        m = (a > 0) & (b > 0) & (a != b)
+        out |= {(min(x, y), max(x, y)) for x, y in zip(a[m].tolist(), b[m].tolist())}
+    return out
+
+
+def _check_instances(inst, mask):
+    n = int(inst.max())
+    assert np.unique(inst).tolist() == list(range(n + 1))  # contiguous 1..n
+    assert (np.bincount(inst.ravel())[1:] > 0).all()  # no empty label
+    for lab, sl in enumerate(ndimage.find_objects(inst), start=1):  # each gland one connected region
+        assert ndimage.label(inst[sl] == lab)[1] == 1
+    assert _pairs(inst, 8) == _pairs(inst, 4)  # no corner-only contacts: labels touch only along a border
+    assert not (mask & (inst > 0)).any()  # decoys are never labelled
+
+
+@pytest.mark.parametrize("d", [0.0, 1.0])
+@pytest.mark.parametrize("grade", ["benign", "malignant"])
+def test_instance_maps_valid_and_decoys_unlabelled(d, grade):
+    for seed in range(3):
+        image, inst, mask, info = synth.render_layers(np.random.default_rng(seed), d, 261, 388, grade=grade,
+                                                      scale=0.5)
+        _check_instances(inst, mask)
+        assert info["n_glands"] == inst.max() and info["n_decoys"] >= 1 and mask.any()
+        assert info["decoy_fraction"] == pytest.approx(mask.mean(), abs=1e-6)
+
+
+def test_fragments_are_separate_glands_that_do_not_touch():
+    yy, xx = np.mgrid[0:200, 0:200]
+    whole = (((yy - 100) / 80.0) ** 2 + ((xx - 100) / 60.0) ** 2 < 1).astype(np.int32)
+    whole[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 2  # a small second gland, never cut
+    seen = 0
+    for seed in range(8):
+        out, n_frag = fragment(np.random.default_rng(seed), whole, 1.0, True, 1.0)
+        _check_instances(out, np.zeros(out.shape, bool))
+        assert ((out > 0) <= (whole > 0)).all()  # cuts only remove pixels
+        assert synth.count_touching_pairs(out) == 0 and not _pairs(out, 8)
+        if n_frag:
+            seen += 1
+            assert out.max() >= 3 and len(np.unique(out[whole == 1])) >= 3  # >= 2 pieces of gland 1, + 0
+    assert seen >= 3  # p = 0.55 per gland at d = 1
+
+
+def _mean_info(d, grade, seeds=range(4)):
+    infos = [synth.render_layers(np.random.default_rng(s), d, 261, 388, grade=grade, scale=0.5)[3] for s in seeds]
+    return {k: float(np.mean([x[k] for x in infos])) for k in infos[0] if k != "grade"}
+
+
+def test_difficulty_makes_glands_harder():
+    for grade in ("benign", "malignant"):
+        easy, hard = _mean_info(0.0, grade), _mean_info(1.0, grade)
+        for key in ("irregularity", "n_buds", "n_decoys", "decoy_fraction", "n_touching_pairs", "n_solid"):
+            assert hard[key] > easy[key], (grade, key, easy[key], hard[key])
+    easy, hard = _mean_info(0.0, "malignant"), _mean_info(1.0, "malignant")
+    assert hard["n_fragmented"] > easy["n_fragmented"] and hard["n_cribriform"] > easy["n_cribriform"]
+    assert hard["fold_fraction"] > easy["fold_fraction"]
+
+
+@pytest.mark.parametrize("d", [0.0, 1.0])
+def test_colour_stays_in_measured_he_ranges(d):
+    for seed, grade in ((0, "benign"), (1, "malignant")):
+        image = synth.render_image(np.random.default_rng(seed), d, 261, 388, grade=grade, scale=0.5)[0]
+        hed = rgb2hed(image)
+        assert 0.01 < np.median(hed[..., 0]) < 0.06 and 0.08 < np.percentile(hed[..., 0], 99) < 0.3
+        assert 0.015 < np.median(hed[..., 1]) < 0.06
+
+
+def test_stain_shift_per_gland_grows_with_difficulty():
+    inst = np.zeros((120, 120), np.int32)
+    for k in range(16):  # 16 square glands, 20 px, identical tissue
+        y, x = divmod(k, 4)
+        inst[y * 30 + 5:y * 30 + 25, x * 30 + 5:x * 30 + 25] = k + 1
+    z = np.zeros(inst.shape, np.float32)
+    keys = ("fibres", "wobble", "goblet", "nuc", "snuc", "fine", "secretion", "mucin", "necrosis", "dust",
+            "white", "rim", "rbc", "dnuc", "ring")
+    tissue = dict(inst=inst, sep=z > 0, lumen=z > 0, **{k: z for k in keys})
+    spread = {}
+    for d in (0.0, 1.0):
+        h_od, _ = optical_densities(np.random.default_rng(0), tissue, d, False, 1.0)
+        per = ndimage.mean(h_od, inst, np.arange(1, 17))
+        spread[d] = np.std(per) / np.mean(per)
+    assert spread[1.0] > 2 * spread[0.0] and spread[1.0] > 0.08
+
+
+def test_artefacts_grow_with_difficulty():
+    rng = np.random.default_rng(0)
+    texture = ndimage.gaussian_filter(rng.standard_normal((96, 128, 3)), (3, 3, 0))
+    rgb = np.clip(0.6 + 0.15 * texture / texture.std(), 0, 1).astype(np.float32)
+    err = {d: np.mean([np.abs(optics(np.random.default_rng(s), rgb, d, 1.0) - 255 * rgb).mean() for s in range(4)])
+           for d in (0.0, 1.0)}
+    assert err[1.0] > 1.5 * err[0.0]
+    smooth = np.full((64, 64, 3), 128.0) + np.mgrid[0:64, 0:64][1][..., None]  # a ramp
+    assert np.abs(jpeg_like(smooth, 95) - smooth).max() < 4
+    assert np.abs(jpeg_like(rgb * 255.0, 20) - rgb * 255.0).mean() > np.abs(jpeg_like(rgb * 255.0, 95) - rgb * 255.0).mean()
 
 
 def test_render_rejects_bad_arguments():
