@@ -84,8 +84,9 @@ def descriptor_similarity(descriptors: Any, form: str = "per_member_centred") ->
         mean = d.mean(axis=1)
         return cosine_similarity(mean, mean)
     centred = d - d.mean(axis=0, keepdims=True)
-    sims = [cosine_similarity(centred[:, k], centred[:, k]) for k in range(d.shape[1])]
-    return np.mean(sims, axis=0)
+    norm = np.linalg.norm(centred, axis=2, keepdims=True)
+    unit = (centred / np.where(norm > 0, norm, 1.0)).reshape(d.shape[0], -1)  # zero rows stay zero
+    return np.clip(unit @ unit.T / d.shape[1], -1.0, 1.0)  # mean over members of their cosines
 
 
 def coverage_against_random(similarity: Any, picked: Sequence[int], reference: Sequence[int], *,

@@ -123,3 +123,12 @@ def test_coverage_against_random_edge_cases():
 def test_similarity_forms_listed():
     assert similarity.SIMILARITY_FORMS[0] == "per_member_centred"
     assert similarity.check_similarity_form("mean_descriptor") == "mean_descriptor"
+
+
+def test_centred_form_is_the_mean_of_per_member_cosines():
+    rng = np.random.default_rng(5)
+    d = relu_like(rng, 9, 6)[:, None] * np.array([1.0, 2.0, 0.5])[None, :, None] + rng.random((9, 3, 6))
+    d[4, 1] = d[:, 1].mean(axis=0)  # member 1 sees image 4 at the mean: zero centred vector
+    by_hand = np.mean([suggest.cosine_similarity(d[:, k] - d[:, k].mean(0), d[:, k] - d[:, k].mean(0))
+                       for k in range(3)], axis=0)
+    np.testing.assert_allclose(suggest.descriptor_similarity(d), by_hand, atol=1e-12)
