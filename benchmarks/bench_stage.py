@@ -42,7 +42,7 @@ def main() -> None:
         preds = infer.predict_dataset(models, [by_name[n] for n in names], progress=False)
         timing["predict"].append(time.perf_counter() - t)
         return (np.array([suggest.uncertainty(p["member_object"]) for p in preds]),
-                np.stack([p["descriptor"] for p in preds]), {})
+                np.stack([p["member_descriptor"] for p in preds]), {})
 
     t0 = time.perf_counter()
     res = suggest.run_suggestion(pool, selection="suggestive", k_pick=K_PICK, k_candidates=K_C, budget=0.5,

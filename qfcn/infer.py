@@ -9,10 +9,13 @@ Conventions
   probabilities; ``member_object`` keeps each member's object probability (K, H, W),
   from which suggestive annotation derives its uncertainty (pixel mean of the
   across-member standard deviation, docs/method.md §5).
-- ``descriptor`` is the mean of the members' descriptors (spatial mean of the last
-  encoder map). When an image is tiled, each member's descriptor is the area-weighted
-  mean of its tile descriptors (an approximation of the whole-image one; the model and
-  its descriptor are described in docs/method.md §3).
+- ``member_descriptor`` (K, D) keeps each member's descriptor (spatial mean of its last
+  encoder map); ``descriptor`` (D,) is their mean. Members are initialised independently,
+  so their channels do not correspond: suggestive annotation compares images member by
+  member (:func:`qfcn.suggest.descriptor_similarity`, docs/method.md §5). When an image
+  is tiled, each member's descriptor is the area-weighted mean of its tile descriptors
+  (an approximation of the whole-image one; the model and its descriptor are described
+  in docs/method.md §3).
 
 Images with a side over ``tile + overlap`` pixels are cut into tiles of ``tile`` pixels
 overlapping by at least ``overlap`` pixels; tile origins are multiples of ``align`` (the network's total down-sampling)
@@ -27,6 +30,8 @@ Example
 >>> out = infer.predict(net, np.zeros((100, 120, 3), np.uint8), device="cpu")
 >>> out["object"].shape, out["member_object"].shape, out["descriptor"].shape
 ((100, 120), (1, 100, 120), (16,))
+>>> out["member_descriptor"].shape, out["member_descriptor"].dtype
+((1, 16), dtype('float32'))
 >>> out["object"].dtype, bool(0.0 <= out["object"].min() <= out["object"].max() <= 1.0)
 (dtype('float32'), True)
 """
@@ -206,11 +211,13 @@ def _predict_prepared(models: list[nn.Module], image: np.ndarray, device: torch.
             member_con = F.interpolate(member_con[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         member_obj = member_obj.clamp_(0.0, 1.0)
         member_con = member_con.clamp_(0.0, 1.0)
+        member_desc = torch.stack(descs)
         return {
             "object": member_obj.mean(0).cpu().numpy().astype(np.float32),
             "contour": member_con.mean(0).cpu().numpy().astype(np.float32),
             "member_object": member_obj.cpu().numpy().astype(np.float32),
-            "descriptor": torch.stack(descs).mean(0).cpu().numpy().astype(np.float32),
+            "descriptor": member_desc.mean(0).cpu().numpy().astype(np.float32),
+            "member_descriptor": member_desc.cpu().numpy().astype(np.float32),
         }
 
 
@@ -247,7 +254,8 @@ def predict(models: nn.Module | Sequence[nn.Module], image: np.ndarray, *, devic
     Returns:
         dict with 'object' (H, W) float32 ensemble-mean probability, 'contour' (H, W),
         'member_object' (K, H, W) float32 per-member object probability, 'descriptor'
-        (D,) float32 mean of the members' descriptors.
+        (D,) float32 mean of the members' descriptors, 'member_descriptor' (K, D)
+        float32 each member's descriptor (member order as given).
     """
     _check_options(tile, overlap, scale)
     members = _as_list(models)

@@ -67,7 +67,9 @@ def test_predict_shapes_and_ranges(image):
     assert out["object"].shape == out["contour"].shape == (90, 130)
     assert out["member_object"].shape == (2, 90, 130)
     assert out["descriptor"].shape == (nets[0].descriptor_dim,)
-    for key in ("object", "contour", "member_object", "descriptor"):
+    assert out["member_descriptor"].shape == (2, nets[0].descriptor_dim)
+    np.testing.assert_allclose(out["descriptor"], out["member_descriptor"].mean(0), atol=1e-6)
+    for key in ("object", "contour", "member_object", "descriptor", "member_descriptor"):
         assert out[key].dtype == np.float32
     for key in ("object", "contour", "member_object"):
         assert 0.0 <= out[key].min() and out[key].max() <= 1.0
@@ -79,6 +81,7 @@ def test_predict_shapes_and_ranges(image):
         obj, _, desc = nets[1](torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, return_descriptor=True)
     np.testing.assert_allclose(single["object"], torch.sigmoid(obj)[0, 0].numpy(), atol=1e-5)
     np.testing.assert_allclose(single["descriptor"], desc[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["member_descriptor"][1], desc[0].numpy(), atol=1e-5)  # member order kept
 
 
 def test_tiled_matches_untiled(image):
@@ -125,3 +128,7 @@ def test_predict_dataset(image):
     assert [o["name"] for o in outs] == ["a", "b"]
     assert outs[1]["object"].shape == (40, 50)
     np.testing.assert_allclose(outs[0]["object"], infer.predict(net, image, device="cpu")["object"], atol=1e-6)
+    assert outs[1]["member_descriptor"].shape == (1, net.descriptor_dim)
+    ens = infer.predict_dataset([_net(5), _net(6), _net(7)], [image], device="cpu", progress=False)
+    assert ens[0]["member_descriptor"].shape == (3, net.descriptor_dim)
+    assert ens[0]["member_descriptor"].dtype == np.float32

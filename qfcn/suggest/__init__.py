@@ -5,6 +5,9 @@ The public API, by submodule:
 * :mod:`~qfcn.suggest.select`: per-image uncertainty, cosine similarity, the generalized
   max-cover and its greedy maximisation, :func:`pick` behind one interface for every
   selection method (:data:`METHODS`; those that need an ensemble: :data:`MODEL_METHODS`);
+* :mod:`~qfcn.suggest.similarity`: the similarity between images from the members'
+  descriptors (:data:`SIMILARITY_FORMS`, default per member, centred) and the picked set's
+  coverage against random subsets as a z-score (:func:`coverage_against_random`);
 * :mod:`~qfcn.suggest.rounds`: :func:`run_suggestion`, the resumable loop of rounds until
   the annotation budget, and its records; its settings are checked by
   :mod:`~qfcn.suggest.settings` (:func:`validate_settings`);
@@ -45,10 +48,16 @@ from qfcn.suggest.select import (
     uncertainty_map,
 )
 from qfcn.suggest.settings import count_from_fraction, validate_settings
+from qfcn.suggest.similarity import (
+    SIMILARITY_FORMS,
+    coverage_against_random,
+    descriptor_similarity,
+)
 
 __all__ = [
     "METHODS",
     "MODEL_METHODS",
+    "SIMILARITY_FORMS",
     "EnsembleRounds",
     "RoundRecord",
     "SuggestionResult",
@@ -56,6 +65,8 @@ __all__ = [
     "cosine_similarity",
     "count_from_fraction",
     "coverage",
+    "coverage_against_random",
+    "descriptor_similarity",
     "disagreement_curve",
     "initial_set",
     "initial_split",

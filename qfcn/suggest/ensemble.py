@@ -163,19 +163,20 @@ class EnsembleRounds:
         return self.members_of[round_]
 
     def predict(self, handle: list[str], names: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
-        """``predict_fn``: uncertainties (n,), descriptors (n, d) and extras ``names``,
-        ``maps`` (name -> (H, W) across-member std) and ``descriptors``."""
+        """``predict_fn``: uncertainties (n,), per-member descriptors (n, K, D) and extras
+        ``names``, ``maps`` (name -> (H, W) across-member std) and ``descriptors`` (n, K, D)."""
         models = [train.load_model(p) for p in handle]
         preds = infer.predict_dataset(models, [self.samples[n] for n in names], progress=False)
         u = np.array([uncertainty(p["member_object"]) for p in preds])
-        desc = np.stack([p["descriptor"] for p in preds])
+        desc = np.stack([p["member_descriptor"] for p in preds])
         maps = {n: uncertainty_map(p["member_object"]) for n, p in zip(names, preds)}
         return u, desc, {"names": list(names), "maps": maps, "descriptors": desc}
 
 
 def run_rounds(pool: Sequence[str], callbacks: EnsembleRounds, *, selection: str, k_pick: int,
                k_candidates: int, budget: float, seed: int,
-               state_path: str | os.PathLike | None) -> SuggestionResult:
+               state_path: str | os.PathLike | None,
+               similarity_form: str = "per_member_centred") -> SuggestionResult:
     """:func:`~qfcn.suggest.rounds.run_suggestion` as notebook 03 runs it: the initial set
     is ``callbacks.initial`` ('full': none), ``k_candidates`` counts for 'suggestive' only,
     and the callbacks and ``k_members`` only for the selections that need an ensemble."""
@@ -186,4 +187,4 @@ def run_rounds(pool: Sequence[str], callbacks: EnsembleRounds, *, selection: str
         n_initial=len(callbacks.initial) if selection != "full" else None, seed=seed,
         state_path=state_path, train_fn=callbacks.train if needs_model else None,
         predict_fn=callbacks.predict if needs_model else None,
-        k_members=callbacks.k_members if needs_model else None)
+        k_members=callbacks.k_members if needs_model else None, similarity_form=similarity_form)

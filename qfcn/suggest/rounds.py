@@ -2,8 +2,10 @@
 
 :func:`run_suggestion` starts from a seeded random initial set (:func:`initial_set`), then
 each round trains the caller's ensemble on the annotated images, predicts the unannotated
-ones and picks the next images with :func:`qfcn.suggest.select.pick`. It records what each
-round picked and why (:class:`RoundRecord`) and persists its state after every round, so
+ones and picks the next images with :func:`qfcn.suggest.select.pick` under the similarity
+:func:`qfcn.suggest.similarity.descriptor_similarity` (``similarity_form``). It records what
+each round picked and why (:class:`RoundRecord`), with the picked set's coverage against
+random subsets of the set it was picked from (a z-score, ``coverage_z``), and persists its state after every round, so
 that a rerun resumes after the last finished one. It is generic over two callables (the
 caller's training and prediction), so it runs and tests without any network.
 
@@ -12,6 +14,11 @@ the state file holds ``{"version", "settings", "done", "stages": [record, ...]}`
 record stores its round number under the key ``"stage"`` (:meth:`RoundRecord.to_dict`);
 the settings keep the keys ``method`` (= ``selection``), ``k`` (= ``k_pick``), ``k_c``
 (= ``k_candidates``) and ``n_members`` (= ``k_members``).
+
+Random streams: each draw has its own generator seeded by ``(seed, round, stream)``:
+stream 0 the initial set, 1 the 'random' picks, 3 the coverage check's random subsets
+(stream 2 drew the pool-wide random picks of an earlier coverage check and is no longer
+used). The coverage check therefore never changes what a round picks.
 
 >>> res = run_suggestion([f"img{i}" for i in range(6)], selection="random", k_pick=2,
 ...                      n_initial=1, budget=0.5, progress=False)
@@ -22,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -33,15 +39,9 @@ import numpy as np
 from tqdm import tqdm
 
 from qfcn.io import atomic_write_json
-from qfcn.suggest.select import (
-    MODEL_METHODS,
-    cosine_similarity,
-    coverage,
-    marginal_gains,
-    pick,
-    top_uncertain,
-)
+from qfcn.suggest.select import MODEL_METHODS, marginal_gains, pick, top_uncertain
 from qfcn.suggest.settings import validate_settings
+from qfcn.suggest.similarity import coverage_against_random, descriptor_similarity
 from qfcn.suggest.validate import check_pool_names, check_predictions
 
 __all__ = ["RoundRecord", "SuggestionResult", "SuggestionStateError", "initial_set",
@@ -61,8 +61,11 @@ class RoundRecord:
     Round 0 is the seeded random initial set ('full': the whole pool). For later rounds,
     with predictions available: ``uncertainty`` and ``gain`` (marginal max-cover gain
     over the round's unannotated pool, in pick order) are aligned with ``picked``;
-    ``coverage`` is ``F(picked)`` over that pool; ``random_coverage`` (and ``_std``) is
-    the mean (std) of ``F`` for ``n_random_draws`` random picks of the same size;
+    ``coverage`` is ``F(picked)`` over that pool; ``coverage_random_mean`` / ``_sd`` are
+    the mean / standard deviation of ``F`` over ``n_random_draws`` random subsets of the
+    same size drawn from ``coverage_reference`` ('candidates' for 'suggestive', 'pool'
+    for the selections that pick from the whole pool) and ``coverage_z`` is
+    ``(coverage - mean) / sd`` (None when sd is 0, e.g. as many picks as candidates);
     ``candidates`` are the ``k_candidates`` most uncertain images (``k_pick`` when unset).
     ``seconds``: wall-clock time of the round.
     """
@@ -75,8 +78,10 @@ class RoundRecord:
     uncertainty: list[float] | None = None
     gain: list[float] | None = None
     coverage: float | None = None
-    random_coverage: float | None = None
-    random_coverage_std: float | None = None
+    coverage_random_mean: float | None = None
+    coverage_random_sd: float | None = None
+    coverage_z: float | None = None
+    coverage_reference: str | None = None
     candidates: list[str] | None = None
     candidate_uncertainty: list[float] | None = None
 
@@ -127,10 +132,13 @@ class SuggestionResult:
         return pd.DataFrame(rows, columns=["name", "stage", "uncertainty", "gain"])
 
     def coverage_rows(self) -> list[dict]:
-        """Per round with predictions: its coverage against random picks of the same size,
-        ``{"round", "picked", "random", "random_std"}``."""
-        return [dict(round=r.round, picked=r.coverage, random=r.random_coverage,
-                     random_std=r.random_coverage_std) for r in self.rounds if r.coverage is not None]
+        """Per round with predictions: the picked set's coverage against random subsets of
+        the same size, ``{"round", "n_picked", "coverage_reference", "coverage",
+        "coverage_random_mean", "coverage_random_sd", "coverage_z"}``."""
+        keys = ("coverage_reference", "coverage", "coverage_random_mean", "coverage_random_sd",
+                "coverage_z")
+        return [{"round": r.round, "n_picked": len(r.picked), **{k: getattr(r, k) for k in keys}}
+                for r in self.rounds if r.coverage is not None]
 
     def record(self) -> dict:
         """The result as ``suggestion.json`` stores it: ``annotated``, ``table``, ``stages``."""
@@ -203,7 +211,8 @@ def run_suggestion(pool_names: Sequence[str], *, selection: str, k_pick: int | N
                    train_fn: Callable[[int, list[str]], Any] | None = None,
                    predict_fn: Callable[[Any, list[str]], tuple] | None = None,
                    k_members: int | None = None, floor: float = 0.0,
-                   n_random_draws: int = 16, progress: bool = True) -> SuggestionResult:
+                   n_random_draws: int = 200, similarity_form: str = "per_member_centred",
+                   progress: bool = True) -> SuggestionResult:
     """Run suggestion rounds until ``count_from_fraction(budget, len(pool_names))`` images
     are annotated.
 
@@ -211,10 +220,12 @@ def run_suggestion(pool_names: Sequence[str], *, selection: str, k_pick: int | N
     ``initial_fraction`` of the pool). Each later round r calls
     ``handle = train_fn(r, annotated_names)`` (the caller trains its ensemble of
     ``k_members``), then ``predict_fn(handle, unannotated_names) -> (uncertainties (n,),
-    descriptors (n, d), extras dict)``, and picks ``min(k_pick, budget left)`` images with
+    descriptors (n, K, D) per member (or (n, D)), extras dict)``, compares the images with
+    :func:`~qfcn.suggest.similarity.descriptor_similarity` (``similarity_form``) and picks ``min(k_pick, budget left)`` images with
     :func:`~qfcn.suggest.select.pick`. 'full' annotates the whole pool in round 0. 'random'
     and 'full' pick without a model: the callables may be None, and when given for 'random'
-    they only feed the diagnostics (uncertainty, gain, coverage).
+    they only feed the diagnostics (uncertainty, gain, coverage and its z-score against
+    ``n_random_draws`` random subsets, drawn from a stream of their own).
 
     State: with ``state_path``, the settings and the finished rounds are written atomically
     as JSON after every round; a rerun with the same settings continues after the last
@@ -225,7 +236,8 @@ def run_suggestion(pool_names: Sequence[str], *, selection: str, k_pick: int | N
     cfg = validate_settings(len(names), selection=selection, k_pick=k_pick,
                             k_candidates=k_candidates, budget=budget, n_initial=n_initial,
                             initial_fraction=initial_fraction, seed=seed, k_members=k_members,
-                            floor=floor, n_random_draws=n_random_draws)
+                            floor=floor, n_random_draws=n_random_draws,
+                            similarity_form=similarity_form)
     if (train_fn is None) != (predict_fn is None):
         raise ValueError("train_fn / predict_fn: give both or neither")
     if train_fn is None and selection in MODEL_METHODS:
@@ -236,7 +248,7 @@ def run_suggestion(pool_names: Sequence[str], *, selection: str, k_pick: int | N
     rounds = _load_state(path, settings) if path is not None and path.exists() else []
     result = SuggestionResult(settings=settings, rounds=rounds, resumed_rounds=len(rounds))
     n_budget = cfg["n_budget"]
-    n_rounds = 1 if selection == "full" else 1 + math.ceil((n_budget - cfg["n_initial"]) / cfg["k"])
+    n_rounds = 1 + cfg["n_rounds"]
     with tqdm(total=n_rounds, initial=len(rounds), desc=f"suggest[{selection}]",
               disable=not progress) as bar:
         if not result.rounds:
@@ -273,21 +285,20 @@ def _run_round(round_: int, names: list[str], cfg: dict, train_fn, predict_fn,
     result.train_calls.append(round_)
     u, desc, extras = check_predictions(predict_fn(handle, list(pool)), len(pool))
     result.extras[round_] = extras
-    sim = cosine_similarity(desc, desc)
+    sim = descriptor_similarity(desc, cfg["similarity_form"])
     k_c = cfg["k_c"] if cfg["k_c"] is not None else n_pick
     idx = pick(method, uncertainties=u, similarity=sim, k_pick=n_pick, k_candidates=k_c,
                rng=_round_rng(cfg["seed"], round_, 1), floor=floor)
     candidates = top_uncertain(u, k_c)
-    rng = _round_rng(cfg["seed"], round_, 2)
-    rand_cov = np.array([coverage(sim, rng.choice(len(pool), size=n_pick, replace=False),
-                                  floor=floor) for _ in range(cfg["n_random_draws"])])
+    reference = "candidates" if method == "suggestive" else "pool"
+    check = coverage_against_random(
+        sim, idx, candidates if method == "suggestive" else range(len(pool)),
+        n_draws=cfg["n_random_draws"], rng=_round_rng(cfg["seed"], round_, 3), floor=floor)
     return RoundRecord(
         round=round_, picked=[pool[i] for i in idx], n_pool=len(pool),
         n_annotated=len(annotated) + n_pick, seconds=0.0,
         uncertainty=[float(u[i]) for i in idx],
         gain=[float(g) for g in marginal_gains(sim, idx, floor=floor)],
-        coverage=coverage(sim, idx, floor=floor),
-        random_coverage=float(rand_cov.mean()) if rand_cov.size else None,
-        random_coverage_std=float(rand_cov.std()) if rand_cov.size else None,
+        **check, coverage_reference=reference,
         candidates=[pool[i] for i in candidates],
         candidate_uncertainty=[float(u[i]) for i in candidates])

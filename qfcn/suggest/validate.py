@@ -88,7 +88,8 @@ def check_pool_names(pool_names: Sequence[str]) -> list[str]:
 
 
 def check_predictions(out: Any, n: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``predict_fn``'s output for n images: (uncertainties (n,), descriptors (n, d), extras)."""
+    """``predict_fn``'s output for n images: (uncertainties (n,), descriptors (n, K, D)
+    per member or (n, D), extras)."""
     try:
         u, desc, extras = out
     except (TypeError, ValueError) as exc:
@@ -97,8 +98,8 @@ def check_predictions(out: Any, n: int) -> tuple[np.ndarray, np.ndarray, dict]:
     desc = np.asarray(desc, dtype=np.float64)
     if u.shape != (n,):
         raise ValueError(f"predict_fn: uncertainties shape {u.shape}, expected ({n},)")
-    if desc.ndim != 2 or desc.shape[0] != n:
-        raise ValueError(f"predict_fn: descriptors shape {desc.shape}, expected ({n}, d)")
+    if desc.ndim not in (2, 3) or desc.shape[0] != n or 0 in desc.shape:
+        raise ValueError(f"predict_fn: descriptors shape {desc.shape}, expected ({n}, K, D) or ({n}, D)")
     if not (np.all(np.isfinite(u)) and np.all(np.isfinite(desc))):
         raise ValueError("predict_fn: uncertainties or descriptors contain NaN or inf")
     return u, desc, dict(extras or {})

@@ -171,7 +171,7 @@ def test_ensemble_rounds_predict(tmp_path, model_files, one_thread):
                                  k_members=3, cfg=None, ensemble_dir=tmp_path)
     u, desc, extras = cb.predict(["m0.pt", "m1.pt", "m2.pt"], ["img2", "img0"])
     assert loads == ["m0.pt", "m1.pt", "m2.pt"]
-    assert u.shape == (2,) and desc.shape == (2, models[0].descriptor_dim)
+    assert u.shape == (2,) and desc.shape == (2, 3, models[0].descriptor_dim)  # per member
     assert extras["names"] == ["img2", "img0"] and extras["descriptors"] is desc
     assert extras["maps"]["img2"].shape == (32, 32)
     np.testing.assert_allclose(u, [extras["maps"][n].mean() for n in ["img2", "img0"]], rtol=1e-12)
@@ -193,6 +193,9 @@ def test_run_rounds_passes_what_each_selection_needs():
     sug = ensemble.run_rounds(names, cb, selection="suggestive", **common)
     assert (sug.settings["k_c"], sug.settings["n_members"], sug.settings["n_initial"]) == (4, 3, 2)
     assert trained == [1, 2] and len(sug.annotated) == 6
+    assert sug.settings["similarity_form"] == "per_member_centred"
+    old = ensemble.run_rounds(names, cb, selection="suggestive", similarity_form="mean_descriptor", **common)
+    assert old.settings["similarity_form"] == "mean_descriptor" and trained == [1, 2, 1, 2]
     unc = ensemble.run_rounds(names, cb, selection="uncertainty", **common)
     assert unc.settings["k_c"] is None and unc.settings["n_members"] == 3
     rand = ensemble.run_rounds(names, cb, selection="random", **common)

@@ -34,8 +34,8 @@ def make_fns(fail_at: int | None = None):
 
 
 def picks(result):
-    return [(r.round, r.picked, r.uncertainty, r.gain, r.coverage, r.random_coverage,
-             r.candidates) for r in result.rounds]
+    return [(r.round, r.picked, r.uncertainty, r.gain, r.coverage, r.coverage_random_mean,
+             r.coverage_z, r.candidates) for r in result.rounds]
 
 
 SETTINGS = dict(selection="suggestive", k_pick=5, k_candidates=8, budget=0.5, n_initial=3, seed=7,
@@ -58,13 +58,14 @@ def test_run_suggestion_reaches_budget(tmp_path):
         pool = [n for n in NAMES if n not in set(res.annotated[:30 - rec.n_pool])]
         u, desc, _ = predict_fn(res.annotated[:30 - rec.n_pool], pool)
         expected = suggest.pick("suggestive", uncertainties=u,
-                                similarity=suggest.cosine_similarity(desc, desc),
+                                similarity=suggest.descriptor_similarity(desc),
                                 k_pick=len(rec.picked), k_candidates=8)
         assert rec.picked == [pool[i] for i in expected]
         assert set(rec.picked) <= set(rec.candidates) and len(rec.candidates) == 8
         assert rec.uncertainty == pytest.approx([u[pool.index(n)] for n in rec.picked])
         assert sum(rec.gain) == pytest.approx(rec.coverage)
-        assert rec.random_coverage is not None and rec.random_coverage_std >= 0
+        assert rec.coverage_random_mean is not None and rec.coverage_random_sd >= 0
+        assert rec.coverage_reference == "candidates" and rec.coverage_z is not None
     assert res.extras[2] == {"n": 22}
     table = res.table()
     assert list(table.columns) == ["name", "stage", "uncertainty", "gain"]
@@ -214,5 +215,97 @@ def test_result_record_and_coverage_rows():
     assert [rounds.RoundRecord.from_dict(r) for r in record["stages"]] == res.rounds
     cov = res.coverage_rows()
     assert [c["round"] for c in cov] == [1, 2, 3]
-    assert [c["picked"] for c in cov] == [r.coverage for r in res.rounds[1:]]
-    assert all(c["random_std"] >= 0 for c in cov)
+    assert [c["coverage"] for c in cov] == [r.coverage for r in res.rounds[1:]]
+    assert all(c["coverage_random_sd"] >= 0 for c in cov)
+    assert [c["coverage_z"] for c in cov] == [r.coverage_z for r in res.rounds[1:]]
+    assert [c["n_picked"] for c in cov] == [5, 5, 2]
+
+
+# ------------------------------------------------------------- coverage check per round
+def test_coverage_z_recorded_and_seeded_from_its_own_stream():
+    train_fn, predict_fn, _ = make_fns()
+    res = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, **SETTINGS)
+    again = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, **SETTINGS)
+    assert picks(res) == picks(again)
+    for rec in res.rounds[1:]:
+        pool = [n for n in NAMES if n not in set(res.annotated[:30 - rec.n_pool])]
+        desc = DESC[[NAMES.index(n) for n in pool]]
+        sim = suggest.descriptor_similarity(desc)
+        expected = suggest.coverage_against_random(
+            sim, [pool.index(n) for n in rec.picked], [pool.index(n) for n in rec.candidates],
+            n_draws=200, rng=np.random.default_rng([SETTINGS["seed"], rec.round, 3]))
+        assert rec.coverage == pytest.approx(expected["coverage"])
+        assert rec.coverage_z == pytest.approx(expected["coverage_z"])
+        assert rec.coverage_random_sd == pytest.approx(expected["coverage_random_sd"])
+    # the check draws from a stream of its own: no draws, same picks
+    train_fn, predict_fn, _ = make_fns()
+    bare = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, n_random_draws=0,
+                                 **SETTINGS)
+    assert bare.annotated == res.annotated and bare.rounds[1].coverage_z is None
+    assert bare.rounds[1].coverage == res.rounds[1].coverage
+
+
+@pytest.mark.parametrize("draws", [0, 7, 200])
+def test_random_picks_unchanged_by_the_coverage_check(draws):
+    base = {**SETTINGS, "selection": "random", "k_candidates": None}
+    bare = rounds.run_suggestion(NAMES, **base)
+    train_fn, predict_fn, _ = make_fns()
+    diag = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, n_random_draws=draws, **base)
+    assert diag.annotated == bare.annotated
+    assert all(r.coverage_z is None and r.coverage_reference is None for r in bare.rounds)
+    rec = diag.rounds[1]
+    assert rec.coverage_reference == "pool" and (rec.coverage_z is None) == (draws == 0)
+    # uncertainty only: compared with random subsets of the whole pool as well
+    unc = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, n_random_draws=draws,
+                                **{**base, "selection": "uncertainty"})
+    assert unc.rounds[1].coverage_reference == "pool" and (unc.rounds[1].coverage_z is None) == (draws == 0)
+
+
+def test_similarity_form_is_a_setting(tmp_path):
+    train_fn, predict_fn, _ = make_fns()
+    state = tmp_path / "state.json"
+    old = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, state_path=state,
+                                similarity_form="mean_descriptor", **SETTINGS)
+    new = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, **SETTINGS)
+    assert old.settings["similarity_form"] == "mean_descriptor"
+    assert new.settings["similarity_form"] == "per_member_centred"
+    pool = [n for n in NAMES if n not in old.rounds[0].picked]
+    u, desc, _ = predict_fn(old.rounds[0].picked, pool)
+    expected = suggest.pick("suggestive", uncertainties=u, similarity=suggest.cosine_similarity(desc, desc),
+                            k_pick=5, k_candidates=8)
+    assert old.rounds[1].picked == [pool[i] for i in expected]
+    with pytest.raises(rounds.SuggestionStateError, match="similarity_form: saved 'mean_descriptor'"):
+        rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, state_path=state, **SETTINGS)
+    # a state file from before the setting existed does not resume silently
+    saved = json.loads(state.read_text())
+    del saved["settings"]["similarity_form"]
+    state.write_text(json.dumps(saved))
+    with pytest.raises(rounds.SuggestionStateError, match="similarity_form: saved None"):
+        rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, state_path=state, **SETTINGS)
+    with pytest.raises(ValueError, match="similarity_form: expected one of"):
+        rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, similarity_form="cos",
+                              **SETTINGS)
+
+
+def test_per_member_descriptors_accepted():
+    members = np.stack([DESC, DESC[:, ::-1] * 2.0], axis=1)  # (30, 2, 6), channels of member 1 permuted
+
+    def train_fn(round_, annotated):
+        return list(annotated)
+
+    def predict_fn(handle, names):
+        idx = [NAMES.index(n) for n in names]
+        return make_fns()[1](handle, names)[0], members[idx], {}
+
+    train_2d, predict_2d, _ = make_fns()
+    two = rounds.run_suggestion(NAMES, train_fn=train_fn, predict_fn=predict_fn, **SETTINGS)
+    one = rounds.run_suggestion(NAMES, train_fn=train_2d, predict_fn=predict_2d, **SETTINGS)
+    assert two.annotated == one.annotated  # the same content on unrelated channels picks the same
+
+
+def test_small_initial_set_gives_four_picking_rounds():
+    names = [f"t{i:02d}" for i in range(72)]  # a GlaS-sized pool without the validation images
+    res = rounds.run_suggestion(names, selection="random", k_pick=8, initial_fraction=0.1, budget=0.5,
+                                seed=0, progress=False)
+    assert [len(r.picked) for r in res.rounds] == [7, 8, 8, 8, 5]
+    assert res.settings["n_rounds"] == 4
