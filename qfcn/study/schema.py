@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 # declared ranges, applied to a parameter of this name wherever a notebook declares it
