@@ -86,7 +86,10 @@ def check(params_path: str | os.PathLike, out: str | os.PathLike, data: str | os
     params_path, out, data = _abs(params_path), _abs(out), _abs(data)
     params, threads = _prepare(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads,
                                notebooks_dir=notebooks_dir)
-    check_points(params, P.batch_points(params), None, notebooks_dir)
+    try:
+        check_points(params, P.batch_points(params), None, notebooks_dir)
+    except StudyError as exc:
+        raise StudyError(f"{params_path}: {exc}") from None
     _, data_hash = _data_parameters(params, out, data, options or {}, notebooks_dir)
     identity = {"params": param_hash(params), "data": str(data) if data else "synthetic", "data_step": data_hash}
     return dict(params=params, threads=threads, out=out, data=data, params_path=params_path, identity=identity)
