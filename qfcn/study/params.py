@@ -269,12 +269,13 @@ def _bits(name: str, scheme: str, bits: Any) -> None:
 
 def check_network(section: str, values: dict[str, Any], scheme: str, bits: int) -> None:
     """The training settings of a per-run notebook, as :class:`qfcn.train.TrainConfig` checks them,
-    and its ``disagreement_bits`` (INQ bit-widths); ValueError naming ``<section>.<key>``."""
+    and its ``disagreement_bits`` / ``size_bits`` (INQ bit-widths); ValueError naming ``<section>.<key>``."""
     keys = ("crop_size", "batch_size", "lr", "float_steps", "retrain_steps", "bf16")
     try:
         train.TrainConfig(model=dict(width=values.get("width"), n_stages=values.get("n_stages")), scheme=scheme,
                           bits=bits, **{k: values[k] for k in keys if k in values})
     except ValueError as exc:
         raise ValueError(str(exc).replace("TrainConfig.", f"{section}.")) from None
-    for b in values.get("disagreement_bits", []):
-        _bits(f"{section}.disagreement_bits", "inq", b)
+    for key in ("disagreement_bits", "size_bits"):
+        for b in values.get(key, []):
+            _bits(f"{section}.{key}", "inq", b)

@@ -18,7 +18,7 @@ Every function that executes notebooks takes ``notebooks_dir``, the folder holdi
 tested with tiny fixture notebooks.
 
 >>> run_id({"name": "sa float", "seed": 1}, {"ensemble": {"k_members": 3}}, {"threads": 1})
-('sa-float-s1-0cca34c9a2', '0cca34c9a2')
+('sa-float-s1-0bc2db144b', '0bc2db144b')
 """
 from __future__ import annotations
 
