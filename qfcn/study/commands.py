@@ -1,6 +1,7 @@
 """The ``study`` and ``sweep`` commands: every check first, then the chain under a folder lock.
 
-Order (docs/method.md §6), so that a mistake is named before a single file is written:
+Order, so that a mistake is named before a single file is written (a run's identity includes
+its thread count: docs/method.md §7, "Floating point"):
 
 1. the params file (schema and values of the whole chain: :mod:`qfcn.study.params`), ``--data``
    (a folder), ``--scheduler`` (an address), ``--threads`` / ``--workers``;

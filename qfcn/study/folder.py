@@ -1,4 +1,4 @@
-"""What a study folder holds and what it was made from (docs/method.md §6).
+"""What a study folder holds and what it was made from (docs/method.md §7, "Floating point").
 
 * ``OUT/study.json`` marks a folder made by qfcn and records what it was made from: the params
   file (absolute path, SHA-256 of its bytes), the *study identity* (hash of the validated params,

@@ -11,7 +11,7 @@
   process pool (``workers>1``) or an existing Dask cluster (``scheduler=ADDRESS``), with bounded
   waits (:mod:`qfcn.study.cluster`); it writes ``OUT/failed.json``.
 * The commands built on these (every check first, a folder lock, the study record, the
-  ablations and the report) are in :mod:`qfcn.study.commands` (docs/method.md §6).
+  ablations and the report) are in :mod:`qfcn.study.commands` (docs/method.md §7).
 
 Every function that executes notebooks takes ``notebooks_dir``, the folder holding the chain
 (default: the project's ``notebooks/``), so that the skip, failure and resume logic can be

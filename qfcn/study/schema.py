@@ -6,7 +6,7 @@ notebook, typed after the parameter's default (``bool``, ``int``, ``float`` (an 
 strict and forbid extra keys, so a new notebook parameter flows through without an edit here.
 A few parameters also get a declared range or set of choices (:data:`BOUNDS`, the ``choices``
 argument), applied where a notebook declares them. The batch model accepts, per run point and
-per grid axis, every parameter of the per-run notebooks (docs/method.md §6).
+per grid axis, every parameter of the per-run notebooks (the chain: docs/method.md §5, §6).
 
 :func:`first_error` turns a pydantic ``ValidationError`` into one line: the key's full path
 (``batch.runs[0].ntq_bits``), the value and what was expected.
