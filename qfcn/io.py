@@ -3,7 +3,9 @@ the code version. Imports nothing from qfcn (the bottom layer).
 
 Every file qfcn writes goes through :func:`atomic_write_bytes`: a temporary file in the same
 folder, then ``os.replace``, so an interrupted step never leaves a half-written result and a
-finished one is never overwritten by a failed one.
+finished one is never overwritten by a failed one. The file gets the mode an ordinary ``open``
+would give (``0o666 & ~umask``), not ``mkstemp``'s private 0600, so a shared study is readable.
+:func:`folder_lock` keeps two processes from writing one folder at once (``fcntl.flock``).
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -14,14 +16,19 @@ finished one is never overwritten by a failed one.
 True
 >>> run_done(d, param_hash({"a": 1}))
 False
+>>> oct((d / "a.json").stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+True
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,45 @@ class ArtifactError(RuntimeError):
     """A step's input artifact is missing, incomplete or built from other data."""
 
 
+class FolderLocked(RuntimeError):
+    """Another process holds the folder's lock (:func:`folder_lock`)."""
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc where possible: setting it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, name: str = ".lock") -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``folder/name`` (folder created) for the ``with`` block;
+    :class:`FolderLocked` at once (no waiting) when another process holds it. The lock file keeps
+    the holder's pid; the lock itself ends with the process, even on ``kill -9``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderLocked(f"{folder} is being written by another process (pid {holder}, lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; parents are created. Returns the path."""
     path = Path(path)
@@ -42,6 +88,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

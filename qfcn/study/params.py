@@ -14,9 +14,11 @@ A params file has one section per notebook plus the batch of runs::
       grid:              # and/or a cartesian grid: <chain parameter>: [values]
         ntq_bits: [32, 7, 5]
 
-Papermill only warns on an unknown parameter, so every key is checked here against
-``papermill.inspect_notebook`` and every value against the type of the notebook's default
-(an ``int`` is accepted where the default is a ``float``; ``None`` defaults accept anything).
+Papermill only warns on an unknown parameter, so a file is validated against a schema DERIVED
+from the notebooks' parameters cells (:mod:`qfcn.study.schema`: pydantic models, strict, extra
+keys forbidden, declared ranges and choices): an error names the file, the key's full path and
+what was expected. Duplicate YAML keys, an empty file, an empty ``batch``, ``runs`` or grid axis,
+and two batch points that share a name and seed are errors too (:class:`ParamsError`).
 Parameters that the runner sets itself (:data:`RUNNER_PARAMETERS`) may not appear in a file.
 
 The value checks of the per-run notebooks (:func:`check_ensemble`, :func:`check_suggestion`,
@@ -30,7 +32,7 @@ every batch point before the first run starts, so that a bad value (K < 2, a bud
 >>> pts = batch_points({"batch": {"seeds": [0, 1], "grid": {"ntq_bits": [7, 5]}}})
 >>> [(p["name"], p["seed"]) for p in pts]
 [('ntq_bits7', 0), ('ntq_bits5', 0), ('ntq_bits7', 1), ('ntq_bits5', 1)]
->>> check_training(ntq_scheme="inq", ntq_bits=5, n_members=1, val_fraction=0.2, variants=["nope"])
+>>> check_training(ntq_scheme="inq", ntq_bits=5, n_members=1, variants=["nope"])
 Traceback (most recent call last):
     ...
 ValueError: variants: unknown ['nope']; expected a subset of ['float_control', 'other_scheme', 'ptq', 'ptq_bn']
@@ -45,9 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from qfcn import quant, suggest
+from qfcn import quant, suggest, train
 from qfcn.train import VARIANTS
+from qfcn.study import records, schema
 from qfcn.study.runs import NOTEBOOKS
 
 SECTIONS: dict[str, str] = {
@@ -59,7 +63,11 @@ SECTIONS: dict[str, str] = {
 }
 CHAIN = ("ensemble", "suggestion", "training")  # the per-run notebooks a batch point parameterises
 RUNNER_PARAMETERS = frozenset({"study_dir", "run_dir", "glas_dir"})
-BATCH_KEYS = frozenset({"seeds", "runs", "grid"})
+LABELS = ("instances", "components")  # notebook 01's ``labels`` (docs/method.md §2)
+CHOICES: dict[str, tuple] = {  # parameters with a fixed set of values, wherever a notebook declares them
+    "selection": tuple(suggest.METHODS), "qsa_scheme": tuple(quant.SCHEMES), "ntq_scheme": tuple(quant.SCHEMES),
+    "metric": tuple(records.HEADLINE), "labels": LABELS, "variants": tuple(VARIANTS),
+}
 
 
 class ParamsError(ValueError):
@@ -87,31 +95,28 @@ def _defaults(path: Path) -> dict[str, Any]:
     return out
 
 
-def _type_ok(value: Any, default: Any) -> bool:
-    if default is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, type(default))
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ParamsError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
-def _check_values(where: str, values: dict[str, Any], defaults: dict[str, Any], *, as_list: bool = False) -> None:
-    for key, value in values.items():
-        if key in RUNNER_PARAMETERS:
-            raise ParamsError(f"{where}: {key!r} is set by the runner (--out/--data), not by a params file")
-        if key not in defaults:
-            raise ParamsError(f"{where}: unknown key {key!r}; expected one of {sorted(set(defaults) - RUNNER_PARAMETERS)}")
-        items = value if as_list else [value]
-        if as_list and not isinstance(value, list):
-            raise ParamsError(f"{where}: {key!r} must be a list of values, got {value!r}")
-        for item in items:
-            if not _type_ok(item, defaults[key]):
-                raise ParamsError(f"{where}: {key!r} = {item!r} has type {type(item).__name__}, "
-                                  f"expected {type(defaults[key]).__name__} (like the default {defaults[key]!r})")
+def models(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The pydantic models of the params file of this notebook chain (:func:`qfcn.study.schema.build_models`)."""
+    return _models(str(Path(notebooks_dir if notebooks_dir is not None else NOTEBOOKS).resolve()))
+
+
+@lru_cache(maxsize=None)
+def _models(notebooks_dir: str) -> dict[str, Any]:
+    defaults = {sec: notebook_defaults(nb, notebooks_dir) for sec, nb in SECTIONS.items()}
+    return schema.build_models(defaults, chain=CHAIN, choices=CHOICES, runner_keys=RUNNER_PARAMETERS)
 
 
 def chain_defaults(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -122,35 +127,41 @@ def chain_defaults(notebooks_dir: str | os.PathLike | None = None) -> dict[str, 
     return merged
 
 
-def _check_batch(source: str, batch: dict[str, Any], chain: dict[str, Any]) -> None:
-    unknown = set(batch) - BATCH_KEYS
-    if unknown:
-        raise ParamsError(f"{source} [batch]: unknown key {sorted(unknown)[0]!r}; expected {sorted(BATCH_KEYS)}")
-    seeds = batch.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise ParamsError(f"{source} [batch]: 'seeds' must be a non-empty list of integers, got {seeds!r}")
-    for i, point in enumerate(batch.get("runs", []) or []):
-        if not isinstance(point, dict):
-            raise ParamsError(f"{source} [batch.runs][{i}]: expected a mapping, got {point!r}")
-        _check_values(f"{source} [batch.runs][{i}]", {k: v for k, v in point.items() if k != "name"}, chain)
-    _check_values(f"{source} [batch.grid]", batch.get("grid", {}) or {}, chain, as_list=True)
+def _runner_keys(source: str, params: dict[str, Any]) -> None:
+    batch = params.get("batch") if isinstance(params.get("batch"), dict) else {}
+    places = [(sec, v) for sec, v in params.items() if sec != "batch" and isinstance(v, dict)]
+    places += [(f"batch.runs[{i}]", p) for i, p in enumerate(batch.get("runs") or []) if isinstance(p, dict)]
+    places += [("batch.grid", batch["grid"])] if isinstance(batch.get("grid"), dict) else []
+    for where, values in places:
+        for key in sorted(set(values) & RUNNER_PARAMETERS):
+            raise ParamsError(f"{source}: {where}.{key}: {key!r} is set by the runner (--out/--data), not by a params file")
 
 
-def validate(params: dict[str, Any], source: str = "params",
-             notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Check a loaded params dict; return it unchanged. Raises :class:`ParamsError`."""
-    if not isinstance(params, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections, got {type(params).__name__}")
-    for section, values in params.items():
-        if section == "batch":
-            continue
-        if section not in SECTIONS:
-            raise ParamsError(f"{source}: unknown section {section!r}; expected one of {sorted(SECTIONS) + ['batch']}")
-        if not isinstance(values, dict):
-            raise ParamsError(f"{source}: section {section!r} must be a mapping, got {values!r}")
-        _check_values(f"{source} [{section}]", values, notebook_defaults(SECTIONS[section], notebooks_dir))
-    batch = params.get("batch", {}) or {}
-    _check_batch(source, batch, chain_defaults(notebooks_dir))
+def validate(params: Any, source: str = "params", notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Check a loaded params dict against the schema; return it with empty sections as {}.
+    Raises :class:`ParamsError` (one line: the file, the key's full path, what was expected)."""
+    if not isinstance(params, dict) or not params:
+        raise ParamsError(f"{source}: expected a mapping of sections {sorted([*SECTIONS, 'batch'])}, got "
+                          f"{'an empty file' if not params else type(params).__name__}")
+    params = {k: ({} if v is None and k in SECTIONS else v) for k, v in params.items()}
+    if "batch" in params and not params["batch"]:
+        raise ParamsError(f"{source}: batch is empty; give seeds, runs or grid (or leave batch out for one run per seed 0)")
+    grid = params["batch"].get("grid", 0) if isinstance(params.get("batch"), dict) else 0
+    if grid is None or grid == {}:
+        raise ParamsError(f"{source}: batch.grid is empty; give at least one parameter with a list of values")
+    _runner_keys(source, params)
+    try:
+        models(notebooks_dir)["file"].model_validate(params)
+    except ValidationError as exc:
+        raise ParamsError(f"{source}: {schema.first_error(exc, models(notebooks_dir))}") from None
+    points = batch_points(params)
+    seen: dict[tuple, dict[str, Any]] = {}
+    for p in points:
+        other = seen.setdefault((p["name"], p["seed"]), p)
+        if other is not p:
+            how = "with other parameters" if other != p else "twice"
+            raise ParamsError(f"{source}: batch: run name {p['name']!r} (seed {p['seed']}) is given {how}; "
+                              "give every configuration its own name")
     return params
 
 
@@ -160,9 +171,11 @@ def load(path: str | os.PathLike, notebooks_dir: str | os.PathLike | None = None
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"params file {path} is not valid YAML: {exc}") from exc
+        params = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except ParamsError as exc:
+        raise ParamsError(f"params file {path}: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"params file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     return validate(params, str(path), notebooks_dir)
 
 
@@ -220,7 +233,7 @@ def check_ensemble(*, selection: str, qsa_scheme: str, qsa_bits: int, k_members:
         raise ValueError(f"selection={selection!r}: expected one of {list(suggest.METHODS)}")
     _count("k_members", k_members, 2)
     _fraction("initial_fraction", initial_fraction)
-    quant.check_scheme(qsa_scheme, qsa_bits)
+    _bits("qsa_bits", qsa_scheme, qsa_bits)
 
 
 def check_suggestion(n_pool: int, *, selection: str, budget: float, k_pick: int, k_candidates: int,
@@ -234,12 +247,35 @@ def check_suggestion(n_pool: int, *, selection: str, budget: float, k_pick: int,
         initial_fraction=None, seed=seed, k_members=k_members if selection in suggest.MODEL_METHODS else None)
 
 
-def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, val_fraction: float,
+def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, val_fraction: float | None = None,
                    variants: list[str] = (), **_: Any) -> None:
-    """Parameters of ``04-quantized-training``."""
+    """Parameters of ``04-quantized-training`` (``val_fraction`` only where the notebook still has it)."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ValueError(f"variants: unknown {unknown}; expected a subset of {list(VARIANTS)}")
     _count("n_members", n_members, 1)
-    _fraction("val_fraction", val_fraction)
-    quant.check_scheme(ntq_scheme, ntq_bits)
+    if val_fraction is not None:
+        _fraction("val_fraction", val_fraction)
+    _bits("ntq_bits", ntq_scheme, ntq_bits)
+
+
+def _bits(name: str, scheme: str, bits: Any) -> None:
+    """:func:`qfcn.quant.check_scheme`, with the parameter's name in the message."""
+    try:
+        quant.check_scheme(scheme, bits)
+    except ValueError as exc:
+        raise ValueError(f"{name}={bits!r}: {exc}") from None
+
+
+def check_network(section: str, values: dict[str, Any], scheme: str, bits: int) -> None:
+    """The training settings of a per-run notebook, as :class:`qfcn.train.TrainConfig` checks them,
+    and its ``disagreement_bits`` / ``size_bits`` (INQ bit-widths); ValueError naming ``<section>.<key>``."""
+    keys = ("crop_size", "batch_size", "lr", "float_steps", "retrain_steps", "bf16")
+    try:
+        train.TrainConfig(model=dict(width=values.get("width"), n_stages=values.get("n_stages")), scheme=scheme,
+                          bits=bits, **{k: values[k] for k in keys if k in values})
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("TrainConfig.", f"{section}.")) from None
+    for key in ("disagreement_bits", "size_bits"):
+        for b in values.get(key, []):
+            _bits(f"{section}.{key}", "inq", b)

@@ -2,20 +2,23 @@
 
 * :func:`run_data_step` executes ``01-data`` once per study folder.
 * :func:`run_point` executes ``02 -> 03 -> 04`` for one point of the batch in its own run
-  folder ``OUT/runs/<name>-s<seed>-<hash>/``; the hash covers every parameter the chain gets,
-  so a finished run (``done.json`` with the same hash) is skipped on rerun. A failed run keeps
-  its executed notebooks and a ``failed.json``; it does not stop the others.
-* :func:`run_sweep` runs all points on an executor: in this process (``workers=1``), a local
-  process pool (``workers>1``) or an existing Dask cluster (``scheduler=ADDRESS``; Dask's
-  ``Client.get_executor()`` has the interface of a process pool).
-* :func:`run_study` = data step + batch + ``05-ablations`` + :mod:`qfcn.study.report`.
+  folder ``OUT/runs/<name>-s<seed>-<hash>/``. The hash is the run's identity: every parameter
+  the chain gets, the data manifest hash, the code hash (:func:`qfcn.study.folder.code_hash`)
+  and the CPU threads per run (results depend on it). A finished run (``done.json`` with the
+  same hash) is skipped on rerun. A failed run keeps its executed notebooks and a
+  ``failed.json``; it does not stop the others.
+* :func:`run_batch` runs all points on an executor: in this process (``workers=1``), a local
+  process pool (``workers>1``) or an existing Dask cluster (``scheduler=ADDRESS``), with bounded
+  waits (:mod:`qfcn.study.cluster`); it writes ``OUT/failed.json``.
+* The commands built on these (every check first, a folder lock, the study record, the
+  ablations and the report) are in :mod:`qfcn.study.commands` (docs/method.md §7).
 
 Every function that executes notebooks takes ``notebooks_dir``, the folder holding the chain
 (default: the project's ``notebooks/``), so that the skip, failure and resume logic can be
 tested with tiny fixture notebooks.
 
->>> run_id({"name": "sa float", "seed": 1}, {"ensemble": {"k_members": 3}})
-('sa-float-s1-90798b18f4', '90798b18f4')
+>>> run_id({"name": "sa float", "seed": 1}, {"ensemble": {"k_members": 3}}, {"threads": 1})
+('sa-float-s1-0bc2db144b', '0bc2db144b')
 """
 from __future__ import annotations
 
@@ -29,55 +32,110 @@ from typing import Any
 from tqdm import tqdm
 
 from qfcn.io import ArtifactError, atomic_write_json, param_hash, run_done
+from qfcn.study import cluster, folder, runs
 from qfcn.study import params as P
-from qfcn.study import report, runs
 
 KERNEL = "python3"
+DONE = ("done", "skipped (done)")
 
 
 class StudyError(RuntimeError):
-    """A study or sweep could not start (bad params file, bad data folder)."""
+    """A study or sweep could not start or go on (a bad params file, data folder, --out, cluster)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """One line for an exception: a notebook's ``Error: message``, else the message's last line."""
+    if hasattr(exc, "ename") and hasattr(exc, "evalue"):  # papermill's PapermillExecutionError
+        text = f"{exc.ename}: {exc.evalue}"
+    else:
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        text = lines[-1] if lines else type(exc).__name__
+    return " ".join(text.split())
 
 
 def _execute(notebook: str, out_nb: Path, parameters: dict[str, Any], *, progress: bool,
-             notebooks_dir: str | os.PathLike | None = None) -> None:
-    """Execute ``<notebooks_dir>/<notebook>`` into ``out_nb`` (its folder is the kernel's working directory)."""
+             notebooks_dir: str | os.PathLike | None = None, keep_previous: bool = False) -> None:
+    """Execute ``<notebooks_dir>/<notebook>`` into ``out_nb`` (its folder is the kernel's working
+    directory). A parameter the notebook does not declare is a :class:`StudyError` (papermill only
+    warns). ``keep_previous``: execute into a temporary file and replace ``out_nb`` only on
+    success; a failed execution is kept as ``<stem>.failed.ipynb``."""
     import papermill  # heavy (about 4 s to import): only in the processes that execute notebooks
 
+    source = Path(notebooks_dir if notebooks_dir is not None else runs.NOTEBOOKS) / notebook
+    unknown = sorted(set(parameters) - set(P.notebook_defaults(notebook, notebooks_dir)))
+    if unknown:
+        raise StudyError(f"{source}: no parameter {unknown[0]!r} in its parameters cell")
     out_nb.parent.mkdir(parents=True, exist_ok=True)
+    target = out_nb.with_name(f".{out_nb.stem}.running.ipynb") if keep_previous else out_nb
     # kernels inherit this: progress bars in executed notebooks update at most every 30 s
-    # (every update is a separate output there), instead of ten times a second
     os.environ["TQDM_MININTERVAL"] = "30"
-    papermill.execute_notebook(
-        str(Path(notebooks_dir if notebooks_dir is not None else runs.NOTEBOOKS) / notebook), str(out_nb), parameters=parameters, kernel_name=KERNEL,
-        cwd=str(out_nb.parent), progress_bar=False, log_output=False, report_mode=False)
+    try:
+        papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL,
+                                   cwd=str(out_nb.parent), progress_bar=False, log_output=False, report_mode=False)
+    except BaseException:
+        if keep_previous and target.exists():
+            os.replace(target, out_nb.with_name(f"{out_nb.stem}.failed.ipynb"))
+        raise
+    if keep_previous:
+        os.replace(target, out_nb)
     if progress:
         print(f"  done {out_nb}", flush=True)
 
 
-def run_data_step(params: dict[str, Any], out: Path, data: Path | None, *, progress: bool = True,
-                  notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Execute ``01-data`` into ``out`` (skipped when its manifest exists with the same parameters)."""
+def _data_parameters(params: dict[str, Any], out: Path, data: Path | None, options: dict[str, Any] | None,
+                     notebooks_dir: str | os.PathLike | None) -> tuple[dict[str, Any], str]:
+    """Parameters of ``01-data`` and their hash (the notebook stamps its manifest with it)."""
+    defaults = P.notebook_defaults(P.SECTIONS["data"], notebooks_dir)
     nb_params = P.notebook_parameters(params, "data", notebooks_dir=notebooks_dir)
+    for key, value in (options or {}).items():
+        if key not in defaults:
+            raise StudyError(f"--{key.replace('_', '-')}: notebook {P.SECTIONS['data']} has no {key!r} parameter "
+                             "in this version of qfcn")
+        nb_params[key] = value
     nb_params.update(study_dir=str(out), glas_dir=str(data) if data else "")
-    effective = {**P.notebook_defaults(P.SECTIONS["data"], notebooks_dir), **nb_params}
-    effective.pop("study_dir")
-    h = param_hash(effective)  # the notebook stamps its manifest with the same hash
+    effective = {k: v for k, v in {**defaults, **nb_params}.items() if k != "study_dir"}
+    return nb_params, param_hash(effective)
+
+
+def run_data_step(params: dict[str, Any], out: Path, data: Path | None, *, progress: bool = True,
+                  notebooks_dir: str | os.PathLike | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Execute ``01-data`` into ``out`` (skipped when its manifest exists with the same parameters).
+    ``options``: data-step parameters from the command line (``labels``)."""
+    if data is not None and not Path(data).is_dir():
+        raise StudyError(f"--data {data}: not a folder (expected a folder in GlaS layout)")
+    nb_params, h = _data_parameters(params, out, data, options, notebooks_dir)
     try:
         manifest = runs.read_manifest(out)
         if manifest.get("params_hash") == h:
             return manifest
     except ArtifactError:
         pass
-    if data is not None and not Path(data).is_dir():
-        raise StudyError(f"--data {data}: not a folder (expected a folder in GlaS layout)")
-    _execute(P.SECTIONS["data"], out / P.SECTIONS["data"], nb_params, progress=progress, notebooks_dir=notebooks_dir)
+    nb = P.SECTIONS["data"]
+    try:
+        _execute(nb, out / nb, nb_params, progress=progress, notebooks_dir=notebooks_dir, keep_previous=True)
+    except Exception as exc:
+        if isinstance(exc, StudyError):
+            raise
+        hint = " (from the command line: --replace)" if "overwrite=True" in str(exc) else ""
+        raise StudyError(f"the data step failed: {one_line(exc)}{hint} "
+                         f"(executed notebook: {out / Path(nb).stem}.failed.ipynb)") from exc
     return runs.read_manifest(out)
 
 
-def run_id(point: dict[str, Any], chain_params: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """(folder name, parameter hash) of a batch point."""
-    h = param_hash(chain_params)
+def run_identity(out: Path, threads: int | None, notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What besides its parameters decides a run's numbers: the study's data manifest hash, the
+    code hash and the CPU threads per run (None: ``OMP_NUM_THREADS`` or the CPU count)."""
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() else (os.cpu_count() or 1)
+    nbs = Path(notebooks_dir if notebooks_dir is not None else runs.NOTEBOOKS)
+    return {"manifest_hash": runs.read_manifest(out)["hash"], "threads": threads,
+            "code": folder.code_hash([nbs / P.SECTIONS[s] for s in P.CHAIN])}
+
+
+def run_id(point: dict[str, Any], chain_params: dict[str, dict[str, Any]], identity: dict[str, Any]) -> tuple[str, str]:
+    """(folder name, identity hash) of a batch point: its chain parameters and ``identity``."""
+    h = param_hash({"params": chain_params, **identity})
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(point.get("name", "run")))
     return f"{safe}-s{point.get('seed', 0)}-{h}", h
 
@@ -88,17 +146,29 @@ def point_parameters(params: dict[str, Any], point: dict[str, Any],
     return {sec: P.notebook_parameters(params, sec, point, notebooks_dir) for sec in P.CHAIN}
 
 
+def expected_runs(params: dict[str, Any], points: list[dict[str, Any]], identity: dict[str, Any],
+                  notebooks_dir: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Run folder name -> recorded identity (name, seed, params hash, manifest, code, threads) of every point."""
+    out = {}
+    for point in points:
+        chain = point_parameters(params, point, notebooks_dir)
+        name, _ = run_id(point, chain, identity)
+        out[name] = {"name": point["name"], "seed": point["seed"], "params": param_hash(chain), **identity}
+    return out
+
+
 def run_point(params: dict[str, Any], point: dict[str, Any], out: str, progress: bool = False,
-              threads: int | None = None, notebooks_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+              threads: int | None = None, notebooks_dir: str | os.PathLike | None = None,
+              identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute 02 -> 03 -> 04 for one point. Returns a status dict; never raises for a failed run.
 
     ``threads``: CPU threads of the notebook kernels (``OMP_NUM_THREADS``, read by torch at start);
-    None keeps the environment's setting."""
+    None keeps the environment's setting. ``identity``: :func:`run_identity` (computed if None)."""
     out = Path(out)
-    if threads is not None:
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    identity = identity or run_identity(out, threads, notebooks_dir)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(identity["threads"])
     chain = point_parameters(params, point, notebooks_dir)
-    name, h = run_id(point, chain)
+    name, h = run_id(point, chain, identity)
     run_dir = out / "runs" / name
     status = {"name": point.get("name"), "seed": point.get("seed"), "run_dir": str(run_dir), "params_hash": h}
     if run_done(run_dir, h):
@@ -112,36 +182,55 @@ def run_point(params: dict[str, Any], point: dict[str, Any], out: str, progress:
             _execute(nb, run_dir / nb, {**chain[sec], "study_dir": str(out), "run_dir": str(run_dir)},
                      progress=progress, notebooks_dir=notebooks_dir)
     except Exception as exc:  # papermill raises PapermillExecutionError; keep going with other runs
-        atomic_write_json(run_dir / "failed.json", {"error": str(exc)[-4000:], "traceback": traceback.format_exc()[-4000:], **status})
-        return {**status, "status": "failed", "error": str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)}
+        error = one_line(exc)
+        atomic_write_json(run_dir / "failed.json", {"error": error, "message": str(exc)[-4000:],
+                                                    "traceback": traceback.format_exc()[-4000:], **status})
+        return {**status, "status": "failed", "error": error}
+    ident = {"params": param_hash(chain), **identity, "name": point.get("name"), "seed": point.get("seed")}
     atomic_write_json(run_dir / "done.json", {**status, "point": point, "seconds": time.time() - t0,
-                                                   "threads": os.environ.get("OMP_NUM_THREADS")})
+                                              "threads": identity["threads"], "identity": ident})
     return {**status, "status": "done", "seconds": round(time.time() - t0, 1)}
 
 
-def check_points(params: dict[str, Any], points: list[dict[str, Any]], n_pool: int,
+def check_points(params: dict[str, Any], points: list[dict[str, Any]], n_pool: int | None,
                  notebooks_dir: str | os.PathLike | None = None) -> None:
-    """Check every point's chain parameters (with the notebooks' defaults) before any run starts."""
+    """Check every point's chain parameters (with the notebooks' defaults) before any run starts;
+    the pool-size checks of the suggestion loop only when ``n_pool`` (training images) is known."""
     defaults = {sec: P.notebook_defaults(P.SECTIONS[sec], notebooks_dir) for sec in P.CHAIN}
     for point in points:
         nb = {sec: {**defaults[sec], **v} for sec, v in point_parameters(params, point, notebooks_dir).items()}
-        ens = nb["ensemble"]
+        ens, tr = nb["ensemble"], nb["training"]
         try:
             P.check_ensemble(**ens)
-            P.check_suggestion(n_pool, **{**nb["suggestion"], "initial_fraction": ens["initial_fraction"],
-                                               "k_members": ens["k_members"]})
-            P.check_training(**nb["training"])
+            P.check_network("ensemble", ens, ens["qsa_scheme"], ens["qsa_bits"])
+            if n_pool is not None:
+                P.check_suggestion(n_pool, **{**nb["suggestion"], "initial_fraction": ens["initial_fraction"],
+                                              "k_members": ens["k_members"]})
+            P.check_training(**tr)
+            P.check_network("training", tr, tr["ntq_scheme"], tr["ntq_bits"])
         except ValueError as exc:
-            raise StudyError(f"run {point.get('name')!r} (seed {point.get('seed')}): {exc}") from exc
+            raise StudyError(f"run {point.get('name')!r} (seed {point.get('seed')}): {exc}") from None
 
 
-def _executor(workers: int, scheduler: str | None):
+def resolve_threads(threads: int | None, workers: int, scheduler: str | None) -> int:
+    """CPU threads per run: ``threads`` if given; else 1 on a Dask cluster, else ``cpu_count // workers``
+    (on 2 cores two 1-thread runs train about 1.4x faster in total than one 2-thread run:
+    ``benchmarks/bench_threads.py``). Part of every run's identity."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise StudyError(f"--workers {workers!r}: expected a positive integer")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise StudyError(f"--threads {threads!r}: expected a positive integer")
+        return threads
+    return 1 if scheduler else max(1, (os.cpu_count() or 1) // workers)
+
+
+def _executor(workers: int, scheduler: str | None, timeout: float):
     if scheduler:
         try:
-            from dask.distributed import Client  # optional and heavy: only for --scheduler
-        except ImportError as exc:  # pragma: no cover - dask is a dependency
-            raise StudyError("--scheduler needs dask.distributed") from exc
-        client = Client(scheduler)
+            client = cluster.connect(scheduler, timeout)
+        except cluster.ClusterError as exc:
+            raise StudyError(str(exc)) from None
         return client.get_executor(), client
     if workers > 1:
         return cf.ProcessPoolExecutor(max_workers=workers), None
@@ -149,83 +238,52 @@ def _executor(workers: int, scheduler: str | None):
 
 
 def run_batch(params: dict[str, Any], out: Path, *, workers: int = 1, scheduler: str | None = None,
-              progress: bool = True, notebooks_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Run every batch point; returns one status dict per point (in point order).
-
-    With ``workers`` > 1 on this machine, each run's kernels get ``cpu_count // workers`` threads
-    (on 2 cores, two 1-thread workers train the CPU-sized network about 1.4x faster in total than
-    one 2-thread worker: ``benchmarks/bench_threads.py``)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise StudyError(f"--workers {workers!r}: expected a positive integer")
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 and not scheduler else None
+              progress: bool = True, notebooks_dir: str | os.PathLike | None = None, threads: int | None = None,
+              timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Run every batch point; returns one status dict per point (in point order) and writes
+    ``OUT/failed.json``. Finished runs of another identity under ``OUT/runs`` are refused
+    (:func:`qfcn.study.folder.foreign_runs`): their results would be mixed with these."""
+    out = Path(out)
+    threads = resolve_threads(threads, workers, scheduler)
     points = P.batch_points(params)
     check_points(params, points, runs.read_manifest(out)["counts"]["train"]["images"], notebooks_dir)
+    identity = run_identity(out, threads, notebooks_dir)
+    foreign = folder.foreign_runs(out, expected_runs(params, points, identity, notebooks_dir))
+    if foreign:
+        raise StudyError(f"--out {out}: holds {len(foreign)} finished run(s) of another identity ({foreign[0]}); "
+                         "pass --replace to move them aside, or choose another --out")
     results: list[dict[str, Any] | None] = [None] * len(points)
     bar = tqdm(total=len(points), desc="runs", disable=not progress)
-    executor, client = _executor(workers, scheduler)
+
+    def failed(i: int, exc: BaseException) -> None:
+        p = points[i]
+        results[i] = {"name": p["name"], "seed": p["seed"], "status": "failed", "run_dir": str(out / "runs" / run_id(
+            p, point_parameters(params, p, notebooks_dir), identity)[0]), "error": f"its worker died: {one_line(exc)}"}
+        bar.update()
+
+    def finished(i: int, status: dict[str, Any]) -> None:
+        results[i] = status
+        bar.update()
+
+    executor, client = _executor(workers, scheduler, timeout)
     try:
         if executor is None:
             for i, point in enumerate(points):
                 bar.set_postfix_str(f"{point['name']} seed {point['seed']}")
-                results[i] = run_point(params, point, str(out), threads=threads, notebooks_dir=notebooks_dir)
-                bar.update()
+                finished(i, run_point(params, point, str(out), threads=threads, notebooks_dir=notebooks_dir,
+                                      identity=identity))
         else:
-            futures = {executor.submit(run_point, params, point, str(out), False, threads, notebooks_dir): i
+            futures = {executor.submit(run_point, params, point, str(out), False, threads, notebooks_dir, identity): i
                        for i, point in enumerate(points)}
-            for fut in cf.as_completed(futures):
-                results[futures[fut]] = fut.result()
-                bar.update()
+            cluster.collect(futures, finished, failed, client=client, address=scheduler or "", timeout=timeout)
+    except cluster.ClusterError as exc:
+        raise StudyError(str(exc)) from None
     finally:
         bar.close()
         if client is not None:
-            client.close()
+            client.close(timeout=timeout)
         elif executor is not None:
             executor.shutdown(cancel_futures=True)
-    return [r for r in results if r is not None]
-
-
-def _load(params_path: Path, notebooks_dir: str | os.PathLike | None) -> dict[str, Any]:
-    try:
-        return P.load(params_path, notebooks_dir)
-    except P.ParamsError as exc:
-        raise StudyError(str(exc)) from exc
-
-
-def _print_table(statuses: list[dict[str, Any]], out: Path) -> None:
-    table = report.summary_table(out)
-    failed = [s for s in statuses if s["status"] == "failed"]
-    print(table.to_string(index=False) if len(table) else "(no finished runs)")
-    for s in failed:
-        print(f"FAILED {s['run_dir']}: {s.get('error')} (see its executed notebooks)")
-
-
-def _data_and_batch(params_path: Path, out: Path, data: Path | None, workers: int, scheduler: str | None,
-                    progress: bool, notebooks_dir: str | os.PathLike | None
-                    ) -> tuple[dict[str, Any], Path, list[dict[str, Any]]]:
-    params = _load(params_path, notebooks_dir)
-    out = Path(out).resolve()
-    run_data_step(params, out, data, progress=progress, notebooks_dir=notebooks_dir)
-    return params, out, run_batch(params, out, workers=workers, scheduler=scheduler, progress=progress,
-                                  notebooks_dir=notebooks_dir)
-
-
-def run_sweep(params_path: Path, out: Path, data: Path | None = None, workers: int = 1,
-              scheduler: str | None = None, progress: bool = True,
-              notebooks_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The ``sweep`` command: data step (if needed), then every batch point; a summary table."""
-    _, out, statuses = _data_and_batch(params_path, out, data, workers, scheduler, progress, notebooks_dir)
-    _print_table(statuses, out)
-    return statuses
-
-
-def run_study(params_path: Path, out: Path, data: Path | None = None, workers: int = 1,
-              scheduler: str | None = None, progress: bool = True,
-              notebooks_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The ``study`` command: sweep + ``05-ablations`` + rendered report (index.html, summary.json)."""
-    params, out, statuses = _data_and_batch(params_path, out, data, workers, scheduler, progress, notebooks_dir)
-    nb = P.SECTIONS["ablations"]
-    _execute(nb, out / nb, {**P.notebook_parameters(params, "ablations", notebooks_dir=notebooks_dir),
-                            "study_dir": str(out)}, progress=progress, notebooks_dir=notebooks_dir)
-    report.write_report(out)
-    _print_table(statuses, out)
+    statuses = [r for r in results if r is not None]
+    runs.write_failed(out, [s for s in statuses if s["status"] == "failed"], n_runs=len(statuses))
     return statuses

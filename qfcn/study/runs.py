@@ -10,6 +10,10 @@ Conventions
   manifest hash equals the study's (:func:`require_manifest`).
 * A finished run holds ``done.json`` (written by :mod:`qfcn.study.runner`) with its parameter
   hash and batch point; :func:`qfcn.io.run_done` and :func:`done_point` read it.
+* Every run folder's ``params.json`` also records ``threads``, the CPU threads of the kernel
+  (``OMP_NUM_THREADS``, set by the runner): results depend on it (docs/method.md §6).
+* ``OUT/failed.json`` lists the runs of the last batch that failed, each with a one-line cause
+  (:func:`write_failed`, :func:`read_failed`; the front page lists them).
 * Every file is written atomically (:func:`qfcn.io.atomic_write_bytes`), so an interrupted run
   never leaves a half-written result and a finished one is never overwritten by a failed one.
 
@@ -20,6 +24,9 @@ Conventions
 ({'02': {'k_members': 3}}, 1, 'm1')
 >>> require_manifest(stamp({"x": 1}, "m1", {}), "m1", "a.json")["x"]
 1
+>>> _ = write_failed(run, [{"name": "a", "seed": 0, "run_dir": str(run / "runs" / "a"), "error": "boom"}], n_runs=2)
+>>> read_failed(run)
+[{'error': 'boom', 'name': 'a', 'run_dir': 'runs/a', 'seed': 0}]
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ from qfcn.io import ROOT, ArtifactError, atomic_write_json, code_version, param_
 
 NOTEBOOKS = ROOT / "notebooks"  # the project's notebook chain (the runner takes another folder as argument)
 FOLDER_PARAMETERS = ("study_dir", "run_dir")  # where a step runs, not what it computes: outside its hash
+FAILED_FILE = "failed.json"  # in a study folder: the failed runs of the last batch
 
 
 def data_dir(study_dir: str | os.PathLike) -> Path:
@@ -60,7 +68,9 @@ def write_params(run_dir: str | os.PathLike, step: str, params: dict[str, Any], 
         raise ArtifactError(
             f"{path} was written for data manifest {record['manifest_hash']}, but the study's data "
             f"has manifest {manifest_hash}: use a fresh run folder")
-    record.update(seed=seed, manifest_hash=manifest_hash, code_version=code_version())
+    threads = os.environ.get("OMP_NUM_THREADS")
+    record.update(seed=seed, manifest_hash=manifest_hash, code_version=code_version(),
+                  threads=int(threads) if threads and threads.isdigit() else None)
     record["steps"][step] = to_jsonable(params)
     atomic_write_json(path, record)
     return record
@@ -80,6 +90,28 @@ def require_manifest(artifact: dict[str, Any], manifest_hash: str, path: str | o
             f"{path} was built from data manifest {got!r}, but the study's data has manifest "
             f"{manifest_hash!r}: rerun the steps before this one on the current data")
     return artifact
+
+
+def write_failed(study_dir: str | os.PathLike, failed: list[dict[str, Any]], *, n_runs: int) -> Path:
+    """Write ``OUT/failed.json``: ``{"n_runs": int, "failed": [{"name", "seed", "run_dir" (relative
+    to the study folder), "error" (one line)}, ...]}`` (an empty list when every run finished)."""
+    study = Path(study_dir)
+    rows = []
+    for f in failed:
+        run_dir = Path(f["run_dir"])
+        rel = run_dir.relative_to(study).as_posix() if run_dir.is_relative_to(study) else str(run_dir)
+        error = " ".join(str(f.get("error", "")).split()) or "unknown error"
+        rows.append({"name": f.get("name"), "seed": f.get("seed"), "run_dir": rel, "error": error})
+    return atomic_write_json(study / FAILED_FILE, {"n_runs": n_runs, "failed": rows})
+
+
+def read_failed(study_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The failed runs listed in ``OUT/failed.json`` (``[]`` when the file is absent): dicts with
+    ``name``, ``seed``, ``run_dir`` (relative to the study folder) and ``error`` (one line)."""
+    path = Path(study_dir) / FAILED_FILE
+    if not path.is_file():
+        return []
+    return list(read_json(path, "failed-runs record").get("failed", []))
 
 
 def resolve(path: str | os.PathLike) -> Path:

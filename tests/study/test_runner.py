@@ -1,6 +1,7 @@
 """The whole notebook chain on the smoke profile, on a local Dask cluster on loopback, then
 resume, reporting and bad input. One chain execution is shared by the tests of this module."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import yaml
 
 from qfcn.io import ROOT
 from qfcn.study import params as P
-from qfcn.study import report, runs
+from qfcn.study import commands, report, runs
 from qfcn.study import runner as study
 
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -22,9 +23,10 @@ def smoke_study(tmp_path_factory):
     from dask.distributed import LocalCluster
 
     out = tmp_path_factory.mktemp("study")
+    os.environ["PYTHONPATH"] = str(ROOT)  # kernels on the Dask worker import this checkout's qfcn
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        statuses = study.run_study(SMOKE, out, scheduler=cluster.scheduler_address, progress=False)
+        statuses = commands.run_study(SMOKE, out, scheduler=cluster.scheduler_address, progress=False)
     return out, statuses
 
 
@@ -51,6 +53,7 @@ def test_every_run_records_provenance_and_artifacts(smoke_study):
         run = Path(s["run_dir"])
         rec = json.loads((run / "params.json").read_text())
         assert rec["manifest_hash"] == manifest["hash"] and "code_version" in rec and "seed" in rec
+        assert rec["threads"] == 1  # one thread per run on Dask (the default), part of the run's identity
         assert set(rec["steps"]) == {"02-ensemble-quantization", "03-suggestion", "04-quantized-training"}
         for nb in P.CHAIN:
             assert (run / P.SECTIONS[nb]).with_suffix(".html").is_file()
@@ -70,10 +73,13 @@ def test_quantized_run_has_packed_models_and_controls(smoke_study):
     assert ntq.weight_bytes * 6 <= q[q.variant == "float"].iloc[0].weight_bytes  # 5-bit codes, measured
 
 
-def test_rerun_skips_finished_runs(smoke_study):
+def test_rerun_skips_finished_runs_and_refuses_another_thread_count(smoke_study):
     out, _ = smoke_study
-    statuses = study.run_batch(P.load(SMOKE), out, progress=False)
+    statuses = study.run_batch(P.load(SMOKE), out, progress=False, threads=1)
     assert all(s["status"] == "skipped (done)" for s in statuses)
+    with pytest.raises(study.StudyError, match=r"another identity .*threads 1 here, 2 now"):
+        study.run_batch(P.load(SMOKE), out, progress=False, threads=2)
+    assert json.loads((out / "study.json").read_text())["created_by"] == "qfcn"
 
 
 def test_cli_bad_params_is_a_clear_error_and_writes_nothing(tmp_path):
@@ -83,6 +89,7 @@ def test_cli_bad_params_is_a_clear_error_and_writes_nothing(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "unknown key 'ntq_bitz'" in proc.stderr and str(bad) in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -91,19 +98,19 @@ def test_data_folder_that_does_not_exist_is_refused(tmp_path):
         study.run_data_step({}, tmp_path / "o", tmp_path / "nope", progress=False)
 
 
-def test_failed_run_keeps_its_notebook_and_does_not_stop_the_batch(smoke_study, tmp_path):
+def test_failed_run_keeps_its_notebook(smoke_study, tmp_path):
     out, _ = smoke_study
     copy = tmp_path / "copy"
     shutil.copytree(out / "data", copy / "data")
     params = P.load(SMOKE)
-    # passes the up-front checks, fails in notebook 04 (a size-table bit-width INQ does not support)
-    params["batch"] = {"seeds": [0], "runs": [{"name": "bad", "selection": "random", "size_bits": [9]},
-                                              {"name": "good", "selection": "full", "ntq_bits": 32}]}
     params["training"].update(variants=[])
-    statuses = study.run_batch(params, copy, progress=False)
-    assert [s["status"] for s in statuses] == ["failed", "done"]
-    assert "9" in statuses[0]["error"]
-    run = Path(statuses[0]["run_dir"])
+    # a size-table bit-width INQ does not support: refused up front by run_batch, so run_point directly
+    with pytest.raises(study.StudyError, match=r"training.size_bits=9"):
+        study.check_points(params, [{"name": "bad", "seed": 0, "size_bits": [9]}], None)
+    status = study.run_point(params, {"name": "bad", "seed": 0, "selection": "random", "size_bits": [9]}, str(copy),
+                             threads=1)
+    assert status["status"] == "failed" and "9" in status["error"]
+    run = Path(status["run_dir"])
     assert (run / "failed.json").is_file() and (run / "04-quantized-training.ipynb").is_file()
     assert not (run / "done.json").exists()
 
@@ -115,6 +122,8 @@ def test_failed_run_keeps_its_notebook_and_does_not_stop_the_batch(smoke_study, 
     ({"qsa_bits": 9}, r"inq"),
     ({"ntq_scheme": "uniform", "ntq_bits": 1}, r"uniform"),
     ({"variants": ["ptq", "nope"]}, r"variants: unknown \['nope'\]"),
+    ({"float_steps": -3}, r"ensemble.float_steps: expected an int >= 0"),
+    ({"disagreement_bits": [32, 1]}, r"ensemble.disagreement_bits=1"),
 ])
 def test_bad_chain_parameters_fail_before_any_run(point, match):
     params = P.load(SMOKE)

@@ -48,11 +48,13 @@ def test_require_manifest_mismatch_is_clear(tmp_path):
         runs.require_manifest(art, "bbb", "f.json")
 
 
-def test_write_params_merges_steps_and_refuses_other_manifest(tmp_path):
+def test_write_params_merges_steps_and_refuses_other_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
     runs.write_params(tmp_path, "02", {"k": 3}, seed=1, manifest_hash="m1")
     rec = runs.write_params(tmp_path, "03", {"k_c": 8}, seed=1, manifest_hash="m1")
     assert rec["steps"] == {"02": {"k": 3}, "03": {"k_c": 8}} and rec["seed"] == 1
     assert rec["code_version"].startswith("0.")
+    assert rec["threads"] == 3  # issue 13 (7): results depend on the thread count; it is recorded
     with pytest.raises(ArtifactError, match="manifest m1"):
         runs.write_params(tmp_path, "04", {}, seed=1, manifest_hash="m2")
 
@@ -101,3 +103,18 @@ def test_done_point(tmp_path):
     assert runs.done_point(tmp_path) == {}
     atomic_write_json(tmp_path / "done.json", {"params_hash": "h", "point": {"name": "a", "seed": 0}})
     assert runs.done_point(tmp_path) == {"name": "a", "seed": 0}
+
+
+def test_run_identity_covers_data_code_and_threads():
+    """Issue 13 (2, 7): other data, other code or another thread count give another run folder."""
+    from qfcn.study import runner
+
+    point, chain = {"name": "a", "seed": 0}, {"training": {"ntq_bits": 5}}
+    base = {"manifest_hash": "m1", "code": "c1", "threads": 1}
+    names = {runner.run_id(point, chain, {**base, **change})[0] for change in
+             ({}, {"manifest_hash": "m2"}, {"code": "c2"}, {"threads": 2})}
+    assert len(names) == 4 and all(n.startswith("a-s0-") for n in names)
+
+
+def test_read_failed_without_a_record_is_empty(tmp_path):
+    assert runs.read_failed(tmp_path) == []
