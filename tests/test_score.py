@@ -177,6 +177,15 @@ def test_min_area_is_in_original_pixels():
     assert dropped["fragments"]["val"] == {"n_components": 2, "n_small": 1, "n_objects": 1}
 
 
+@pytest.mark.parametrize("shape", [(48, 64), (37, 101), (24, 32), (12, 20)])
+def test_to_source_is_torch_bilinear(shape):
+    prob = np.random.default_rng(0).random((24, 32)).astype(np.float32)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(prob)[None, None], size=shape, mode="bilinear",
+                                          align_corners=False)[0, 0].numpy()
+    out = score.to_source(prob, shape)
+    assert out.dtype == np.float32 and out.shape == shape and np.abs(out - ref).max() < 1e-5  # float32 rounding
+
+
 def test_source_shape_must_agree():
     s = at_scale("train_1", "train", TWO, factor=2)
     s.source_shape = (24, 24)
