@@ -62,9 +62,11 @@ class Objects:
         labels: int64 (n,) original labels, increasing.
         areas: int64 (n,) pixel counts.
         boxes: list of n ``(row slice, col slice)`` bounding boxes.
+        box_array: float (n, 2, 2) the same boxes as ``[axis, (first, last)]`` pixel
+            indices (inclusive), built once on first use (vectorised Hausdorff bounds).
     """
 
-    __slots__ = ("index", "labels", "areas", "boxes")
+    __slots__ = ("index", "labels", "areas", "boxes", "_box_array")
 
     def __init__(self, labels_map: np.ndarray):
         flat = labels_map.ravel()
@@ -86,6 +88,14 @@ class Objects:
         self.labels = labels.astype(np.int64)
         self.areas = areas.astype(np.int64)
         self.boxes = ndimage.find_objects(index, max_label=labels.size) if labels.size else []
+        self._box_array: np.ndarray | None = None
+
+    @property
+    def box_array(self) -> np.ndarray:
+        if self._box_array is None:
+            flat = [v for box in self.boxes for sl in box for v in (sl.start, sl.stop - 1)]
+            self._box_array = np.array(flat, float).reshape(-1, 2, 2)
+        return self._box_array
 
     @property
     def n(self) -> int:
@@ -161,8 +171,8 @@ def box_bounds(src: Objects, k: int, dst: Objects) -> np.ndarray:
     from the other object as from the other object's box, along one axis. The bound is the
     largest such gap over the four sides of both boxes (0 for nested boxes).
     """
-    b = np.array([[sl.start, sl.stop - 1] for box in dst.boxes for sl in box], float).reshape(-1, 2, 2)
-    a = np.array([[sl.start, sl.stop - 1] for sl in src.boxes[k - 1]], float)  # (axis, lo/hi)
+    b = dst.box_array  # (m, axis, lo/hi), built once per object table
+    a = src.box_array[k - 1]  # (axis, lo/hi)
     lo_b, hi_b = b[:, :, 0], b[:, :, 1]  # (m, axis)
     lo_a, hi_a = a[:, 0], a[:, 1]
     gaps = [

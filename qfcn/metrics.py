@@ -108,8 +108,9 @@ def _check_pair(gt: Any, pred: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- one image
-def _image_sums(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Additive per-image sums from which both per-image and pooled figures follow."""
+def _image_sums(gt: np.ndarray, pred: np.ndarray, hausdorff: bool = True) -> dict[str, float]:
+    """Additive per-image sums from which both per-image and pooled figures follow
+    (``hd_gt`` / ``hd_pred`` are NaN without ``hausdorff``)."""
     g, s, g_match, g_ov, s_match, s_ov, cnt = matching.match_maps(gt, pred)
     g_area = np.concatenate([[0], g.areas])
     s_area = np.concatenate([[0], s.areas])
@@ -121,22 +122,26 @@ def _image_sums(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     dice_g = 2.0 * g_ov[1:] / (g.areas + s_area[g_match[1:]])
     dice_s = 2.0 * s_ov[1:] / (s.areas + g_area[s_match[1:]])
 
-    # Hausdorff per object, each distinct pair computed once.
-    hd_g, hd_s = matching.object_hausdorffs(g, s, g_match, s_match, math.hypot(*gt.shape))
+    # Hausdorff per object, each distinct pair computed once (the costly part: optional).
+    hd_sum_g = hd_sum_s = math.nan
+    if hausdorff:
+        hd_g, hd_s = matching.object_hausdorffs(g, s, g_match, s_match, math.hypot(*gt.shape))
+        hd_sum_g, hd_sum_s = float(g.areas @ hd_g), float(s.areas @ hd_s)
 
     return {
         "tp": tp, "n_gt": g.n, "n_pred": s.n,
         "area_gt": int(g.areas.sum()), "area_pred": int(s.areas.sum()),
         "dice_gt": float(g.areas @ dice_g), "dice_pred": float(s.areas @ dice_s),
-        "hd_gt": float(g.areas @ hd_g), "hd_pred": float(s.areas @ hd_s),
+        "hd_gt": hd_sum_g, "hd_pred": hd_sum_s,
         "px_gt": int(g.areas.sum()), "px_pred": int(s.areas.sum()), "px_inter": int(cnt.sum()),
     }
 
 
 def _two_terms(sum_g: float, area_g: int, sum_s: float, area_s: int, both_empty: float) -> float:
-    """½ (weighted gt term + weighted pred term); an empty set's term copies the other."""
+    """½ (weighted gt term + weighted pred term); an empty set's term copies the other
+    (NaN sums, from ``hausdorff=False``, stay NaN)."""
     if area_g == 0 and area_s == 0:
-        return both_empty
+        return both_empty if not (math.isnan(sum_g) or math.isnan(sum_s)) else math.nan
     term_g = sum_g / area_g if area_g else None
     term_s = sum_s / area_s if area_s else None
     return 0.5 * ((term_g if term_g is not None else term_s) + (term_s if term_s is not None else term_g))
@@ -163,7 +168,7 @@ def _figures(t: dict[str, float]) -> dict[str, float | int]:
 
 # --------------------------------------------------------------------------- public API
 def glas_metrics(
-    gts: Sequence[Any], preds: Sequence[Any], *, names: Sequence[str] | None = None
+    gts: Sequence[Any], preds: Sequence[Any], *, names: Sequence[str] | None = None, hausdorff: bool = True
 ) -> dict[str, Any]:
     """GlaS metrics of a test part, pooled and per image, from one pass.
 
@@ -172,6 +177,8 @@ def glas_metrics(
         preds: predicted instance maps, same length, each the shape of its ground truth.
         names: optional image names (same length) used in ``per_image`` and in errors;
             default ``"0"``, ``"1"``, ...
+        hausdorff: compute the object Hausdorff (the costly part; off, ``object_hausdorff``
+            is NaN everywhere: threshold tuning ranks by F1 and object Dice only).
 
     Returns:
         A dict of plain Python numbers: pooled ``f1``, ``precision``, ``recall``, ``tp``,
@@ -198,7 +205,7 @@ def glas_metrics(
     per_image = []
     for k, (gt, pred) in enumerate(zip(gts, preds)):
         g, p = _check_pair(gt, pred, f"image {k} ({names[k]!r})")
-        sums = _image_sums(g, p)
+        sums = _image_sums(g, p, hausdorff)
         for key, v in sums.items():
             pooled[key] = pooled.get(key, 0) + v
         per_image.append({"name": names[k], **_figures(sums)})

@@ -1,16 +1,19 @@
-"""Score an ensemble the way the study reports it: predict, post-process, GlaS metrics.
+"""Score an ensemble the way the study reports it: predict, post-process, GlaS metrics,
+all in each image's ORIGINAL pixels (docs/method.md §6).
 
-:func:`evaluate_ensemble` predicts the validation images, tunes the post-processing
-thresholds on them (:func:`qfcn.postprocess.tune_postprocess`, never on a test split),
-applies the tuned thresholds to every other split and computes :func:`qfcn.metrics.glas_metrics`
-(pooled and per image) for each (docs/method.md §6). Areas (``min_area``, ``hole_area``) are
-given in pixels of a GlaS image at scale 1.0 and scaled by ``scale**2`` to the data's pixel
-size. :func:`evaluate_variants` scores every ensemble of notebook 04 and
-:func:`variant_entries` turns the scores into the ``variants`` part of ``metrics.json``;
-:data:`PAPER_ROWS` holds the scores the paper reports.
+:func:`evaluate_ensemble` predicts every image once at its working resolution
+(``sample.image``), resizes the object and contour probabilities to the original size
+(``sample.source_shape``, bilinear), tunes the post-processing thresholds on the validation
+images' cached probabilities (:func:`qfcn.postprocess.tune_postprocess`, never on a test
+split), applies them to every other split and computes :func:`qfcn.metrics.glas_metrics`
+against ``sample.source_instances``. So ``min_area``, ``hole_area`` and ``grow_distance``
+are original-resolution (GlaS scale-1) pixels and every metric, object Hausdorff included,
+is in original pixels whatever the working scale. :func:`evaluate_variants` scores every
+ensemble of notebook 04 and :func:`variant_entries` turns the scores into the ``variants``
+part of ``metrics.json``; :data:`PAPER_ROWS` holds the scores the paper reports.
 
->>> scaled_areas(0.5)
-{'min_area': 12, 'hole_area': 125}
+>>> to_source(np.array([[0.0, 1.0]], np.float32), (2, 4)).round(2).tolist()
+[[0.0, 0.25, 0.75, 1.0], [0.0, 0.25, 0.75, 1.0]]
 """
 from __future__ import annotations
 
@@ -33,54 +36,100 @@ PAPER_ROWS: tuple[dict[str, Any], ...] = (
 )
 
 
-def scaled_areas(scale: float, min_area: int = 50, hole_area: int = 500) -> dict[str, int]:
-    """Post-processing areas for images at ``scale`` (areas given at scale 1.0, in pixels)."""
-    if not scale > 0:
-        raise ValueError(f"scale={scale!r}: expected a positive image scale")
-    return {"min_area": max(1, round(min_area * scale ** 2)), "hole_area": max(1, round(hole_area * scale ** 2))}
+def source_instances(sample: Any) -> np.ndarray:
+    """The ground truth a sample is scored against: ``sample.source_instances`` (H0, W0) at
+    the file's original resolution (interface 1 of the data step). Until every Sample
+    carries it, a sample without it is scored against its ``instances`` (scale 1.0)."""
+    src = getattr(sample, "source_instances", None)
+    src = sample.instances if src is None else src
+    shape = tuple(getattr(sample, "source_shape", src.shape))
+    if tuple(src.shape) != shape:
+        raise ValueError(f"sample {getattr(sample, 'name', '?')!r}: source_instances shape {src.shape} "
+                         f"differs from source_shape {shape}")
+    return src
+
+
+def to_source(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) probabilities resized to ``shape`` (H0, W0): bilinear with half-pixel centres and
+    edge clamping (the semantics of ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)``, as :mod:`qfcn.infer` resizes), in NumPy: two separable passes,
+    a few ms per full-size map and no thread pool to contend for; float32. The same array
+    when the shapes agree."""
+    prob = np.asarray(prob, np.float32)
+    if prob.shape == tuple(shape):
+        return prob
+    (r0, r1, wr), (c0, c1, wc) = (_bilinear_axis(n, m) for n, m in zip(prob.shape, shape))
+    rows = prob[r0] * (1 - wr)[:, None] + prob[r1] * wr[:, None]
+    return rows[:, c0] * (1 - wc) + rows[:, c1] * wc
+
+
+def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (lower, upper) and float32 upper weights of ``n_out`` half-pixel centres."""
+    x = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    lo = np.minimum(x.astype(np.intp), n_in - 1)
+    return lo, np.minimum(lo + 1, n_in - 1), (x - lo).astype(np.float32)
+
+
+def source_probs(models: Any, samples: Sequence[Any], *, progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(object, contour) probabilities of every sample, predicted once on ``sample.image``
+    and resized to the sample's original size (:func:`to_source`)."""
+    out = []
+    for s, p in zip(samples, infer.predict_dataset(models, samples, progress=progress)):
+        shape = source_instances(s).shape
+        out.append((to_source(p["object"], shape), to_source(p["contour"], shape)))
+    return out
 
 
 def evaluate_ensemble(models: Any, splits: Mapping[str, Sequence[Any]], *, val: Sequence[Any],
-                      scale: float = 1.0, min_area: int = 50, hole_area: int = 500, metric: str = "f1",
-                      grid: Mapping[str, Sequence[Any]] | None = None, keep_instances: bool = False,
-                      progress: bool = False) -> dict[str, Any]:
-    """Evaluate one model or an ensemble (list of models).
+                      min_area: int = 50, hole_area: int = 500, metric: str = "f1",
+                      grid: Mapping[str, Sequence[Any]] | None = None, extend: int = 3,
+                      keep_instances: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Evaluate one model or an ensemble (list of models) in original-resolution pixels.
 
     Args:
         models: an SAFCN or a list of them (probabilities are averaged over members).
         splits: split name -> samples (:class:`qfcn.data.Sample`) to score, e.g.
             ``{"test_a": ..., "test_b": ..., "train": ..., "val": val}`` (the validation
-            list itself is scored from the predictions made for tuning).
-        val: the validation samples the thresholds are tuned on (from the training images).
-        scale: image scale of the data (areas are scaled by ``scale**2``).
-        metric: the pooled metric the thresholds maximise (``object_hausdorff``: minimise).
+            list itself is scored from the probabilities cached for tuning).
+        val: the validation samples the thresholds are tuned on (the data step's fixed
+            ``GlasDataset.val``).
+        min_area, hole_area: post-processing areas in original-resolution pixels.
+        metric: ranked first by the tuning (then object Dice; ``object_hausdorff``: minimised).
+        grid: threshold grid (default :data:`qfcn.postprocess.DEFAULT_GRID`).
+        extend: rounds of edge extension of the grid (:func:`qfcn.postprocess.tune_postprocess`).
         keep_instances: also return the predicted instance maps and object probabilities.
 
     Returns:
-        ``{"thresholds": {...}, "tuning": DataFrame records, "splits": {name: glas_metrics dict}}``
-        plus ``"instances"`` / ``"object_prob"`` ({name: list of (H, W) arrays}) with
-        ``keep_instances``.
+        ``{"thresholds": {...}, "tuning": [...], "edge": {...}, "splits": {name: glas_metrics
+        dict}, "fragments": {name: {"n_components", "n_small", "n_objects"}}}``: ``tuning``
+        is the threshold-sensitivity table on validation (records: grid point, pooled
+        ``f1``, ``object_dice``, ..., ``best``), ``edge`` flags a tuned threshold left on
+        its grid's edge, ``fragments`` counts seed components found / rejected under
+        ``min_area`` / kept per split. With ``keep_instances`` also ``"instances"`` /
+        ``"object_prob"`` ({name: list of (H0, W0) arrays}).
     """
     if not val:
-        raise ValueError("val: the validation split is empty; carve one from the annotated training images")
-    areas = scaled_areas(scale, min_area, hole_area)
-    vp = infer.predict_dataset(models, val, progress=progress)
-    best, table = postprocess.tune_postprocess([p["object"] for p in vp], [p["contour"] for p in vp],
-                                               [s.instances for s in val], grid=grid, metric=metric,
-                                               split="validation", **areas)
-    out: dict[str, Any] = {"thresholds": best, "tuning": table.to_dict("records"), "splits": {}}
+        raise ValueError("val: the validation split is empty; use the data step's fixed validation set (ds.val)")
+    vp = source_probs(models, val, progress=progress)
+    tuned = postprocess.tune_postprocess([o for o, _ in vp], [c for _, c in vp], [source_instances(s) for s in val],
+                                         grid=grid, metric=metric, split="validation", extend=extend,
+                                         min_area=min_area, hole_area=hole_area)
+    out: dict[str, Any] = {"thresholds": tuned.thresholds, "tuning": tuned.table.to_dict("records"),
+                           "edge": tuned.edge, "splits": {}, "fragments": {}}
     if keep_instances:
         out["instances"], out["object_prob"] = {}, {}
     for name, samples in splits.items():
         if not samples:
             continue
-        preds = vp if samples is val else infer.predict_dataset(models, samples, progress=progress)
-        inst = [postprocess.instances_from_probs(p["object"], p["contour"], **best) for p in preds]
-        out["splits"][name] = metrics.glas_metrics([s.instances for s in samples], inst,
+        probs = vp if samples is val else source_probs(models, samples, progress=progress)
+        inst, stats = zip(*(postprocess.instances_from_probs(o, c, return_stats=True, **tuned.thresholds)
+                            for o, c in probs))
+        out["splits"][name] = metrics.glas_metrics([source_instances(s) for s in samples], inst,
                                                    names=[s.name for s in samples])
+        out["fragments"][name] = {k: sum(st[k] for st in stats) for k in stats[0]}
         if keep_instances:
-            out["instances"][name] = inst
-            out["object_prob"][name] = [np.asarray(p["object"]) for p in preds]
+            out["instances"][name] = list(inst)
+            out["object_prob"][name] = [o for o, _ in probs]
     return out
 
 
@@ -91,11 +140,11 @@ def n_glands(samples: Sequence[Any]) -> int:
 
 
 def evaluate_variants(ensembles: Mapping[str, Any], splits: Mapping[str, Sequence[Any]], *, val: Sequence[Any],
-                      main: str, scale: float = 1.0, min_area: int = 50,
-                      progress: bool = False) -> dict[str, dict[str, Any]]:
+                      main: str, min_area: int = 50, progress: bool = False) -> dict[str, dict[str, Any]]:
     """:func:`evaluate_ensemble` of every ensemble (``{name: models}``, in order), thresholds tuned
-    on ``val`` for each; only the ``main`` one keeps its instance maps (``keep_instances``)."""
-    return {name: evaluate_ensemble(models, splits, val=val, scale=scale, min_area=min_area,
+    on ``val`` for each; only the ``main`` one keeps its instance maps (``keep_instances``).
+    ``min_area`` in original-resolution pixels."""
+    return {name: evaluate_ensemble(models, splits, val=val, min_area=min_area,
                                     keep_instances=(name == main), progress=progress)
             for name, models in ensembles.items()}
 
@@ -111,14 +160,16 @@ def variant_entries(ensembles: Mapping[str, Sequence[Any]], results: Mapping[str
                     sizes: Mapping[str, dict[str, Any]], size_table: Sequence[dict[str, Any]], ntq_scheme: str,
                     ntq_bits: int) -> dict[str, dict[str, Any]]:
     """The ``variants`` part of ``metrics.json``: per variant ``scheme, bits`` (:func:`qfcn.train.scheme_bits`),
-    ``n_members``, the tuned ``thresholds``, ``weight_bytes`` / ``file_bytes`` (its packed first member
-    from ``sizes``; float variants: the float32 sizes of the first ``size_table`` row) and ``splits``
-    (the :func:`qfcn.metrics.glas_metrics` dicts)."""
+    ``n_members``, the tuned ``thresholds``, the validation threshold-sensitivity table ``tuning`` and
+    the ``edge`` flags, the ``fragments`` counts, ``weight_bytes`` / ``file_bytes`` (its packed first
+    member from ``sizes``; float variants: the float32 sizes of the first ``size_table`` row) and
+    ``splits`` (the :func:`qfcn.metrics.glas_metrics` dicts, in original-resolution pixels)."""
     out = {}
     for name, r in results.items():
         scheme, bits = train.scheme_bits(name, ntq_scheme, ntq_bits)
         rep = sizes.get(name, {})
         out[name] = dict(scheme=scheme, bits=bits, n_members=len(ensembles[name]), thresholds=r["thresholds"],
+                         tuning=r["tuning"], edge=r["edge"], fragments=r["fragments"],
                          weight_bytes=rep.get("weight_bytes", size_table[0]["float32_weight_bytes"]),
                          file_bytes=rep.get("file_bytes", size_table[0]["float32_checkpoint_bytes"]),
                          splits=r["splits"])

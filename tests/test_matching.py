@@ -137,3 +137,17 @@ def test_box_bounds_never_exceed_the_exact_distance():
             assert np.all(matching.box_bounds(g, k, s) <= np.array(exact) + 1e-12)
             best, d = matching.nearest_by_hausdorff(g, k, s, lambda i, j: matching.pair_hausdorff(g, i, s, j))
             assert d == min(exact) and best == 1 + exact.index(min(exact))
+
+
+def test_thousands_of_fragments_on_both_sides_use_a_sparse_overlap_table():
+    # 5476 one-pixel objects in each map: a dense table would have 30 million cells
+    gt = np.zeros((512, 512), np.int32)
+    gt[::7, ::7] = np.arange(1, 74 * 74 + 1).reshape(74, 74)
+    pred = gt.copy()
+    pred[pred > 0] += 10  # other labels, same pixels
+    g, s = matching.Objects(gt), matching.Objects(pred)
+    assert (g.n + 1) * (s.n + 1) > max(matching._DENSE_TABLE_LIMIT, gt.size)  # the sparse path
+    gi, si, cnt = matching.overlaps(g, s)
+    assert gi.size == g.n == 5476 and (gi == si).all() and (cnt == 1).all()
+    r = glas_metrics([gt], [pred])
+    assert (r["f1"], r["object_dice"], r["object_hausdorff"]) == (1.0, 1.0, 0.0)

@@ -272,3 +272,17 @@ def test_bad_sequence_lengths():
         glas_metrics([gt], [gt], names=["a", "b"])
     with pytest.raises(ValueError, match="no images"):
         glas_metrics([], [])
+
+
+def test_hausdorff_can_be_skipped_without_changing_the_rest():
+    gt = np.zeros((30, 30), np.int32)
+    gt[2:12, 2:12], gt[15:28, 10:25] = 1, 2
+    pred = np.roll(gt, 2, axis=1)
+    pred[0:3, 25:29] = 9
+    full = glas_metrics([gt, gt], [pred, np.zeros_like(gt)])
+    fast = glas_metrics([gt, gt], [pred, np.zeros_like(gt)], hausdorff=False)
+    assert math.isnan(fast["object_hausdorff"]) and math.isnan(fast["per_image"][1]["object_hausdorff"])
+    for key in ("f1", "object_dice", "pixel_dice", "tp", "fp", "fn"):
+        assert fast[key] == full[key]
+    both_empty = glas_metrics([np.zeros_like(gt)], [np.zeros_like(gt)], hausdorff=False)
+    assert math.isnan(both_empty["object_hausdorff"]) and both_empty["f1"] == 1.0

@@ -115,7 +115,7 @@ def test_tune_finds_thresholds_on_validation():
     cnt = np.zeros(gt.shape)
     cnt[5:15, 19:21] = 0.55
     grid = {"object_threshold": [0.3, 0.5], "contour_threshold": [0.6, 0.5]}
-    best, table = tune_postprocess([obj, obj], [cnt, cnt], [gt, gt], grid=grid, min_area=10)
+    best, table, _ = tune_postprocess([obj, obj], [cnt, cnt], [gt, gt], grid=grid, min_area=10)
     assert isinstance(table, pd.DataFrame) and len(table) == 4
     assert best["object_threshold"] == 0.3 and best["contour_threshold"] == 0.5
     assert best["min_area"] == 10 and type(best["object_threshold"]) is float
@@ -125,7 +125,7 @@ def test_tune_finds_thresholds_on_validation():
 
 def test_tune_minimises_hausdorff_and_default_grid_is_small():
     gt, obj, cnt = touching_pair()
-    best, table = tune_postprocess([obj], [cnt], [gt], metric="object_hausdorff", min_area=10)
+    best, table, _ = tune_postprocess([obj], [cnt], [gt], metric="object_hausdorff", min_area=10)
     assert len(table) == len(postprocess.DEFAULT_GRID["object_threshold"]) * len(
         postprocess.DEFAULT_GRID["contour_threshold"]
     ) <= 50
@@ -142,3 +142,50 @@ def test_tune_bad_arguments():
         tune_postprocess([obj], [cnt], [gt, gt])
     with pytest.raises(ValueError, match=r"object_probs\[0\]"):
         tune_postprocess([obj * 2], [cnt], [gt])
+
+
+def test_thousands_of_fragments_are_rejected_before_growing():
+    obj = np.zeros((512, 512))
+    obj[::7, ::7] = 0.9  # isolated one-pixel fragments (74 x 74 grid)
+    obj[95:145, 195:265] = 0.0
+    obj[100:140, 200:260] = 0.95  # and one gland
+    n_frag = int((obj == 0.9).sum())
+    cnt = np.zeros_like(obj)
+    lab, stats = instances_from_probs(obj, cnt, min_area=50, return_stats=True)
+    assert n_frag > 5000
+    assert stats == {"n_components": n_frag + 1, "n_small": n_frag, "n_objects": 1}
+    assert np.unique(lab).tolist() == [0, int(lab.max())] and (lab > 0).sum() == 2400
+
+
+def test_tuning_table_is_the_threshold_sensitivity_table():
+    gt, obj, cnt = touching_pair()
+    best, table, edge = tune_postprocess([obj], [cnt], [gt], min_area=10)
+    assert list(table.columns) == ["object_threshold", "contour_threshold", "f1", "object_dice", "precision",
+                                   "recall", "pixel_dice", "n_pred", "best"]
+    assert len(table) == 20 and set(edge) == {"object_threshold", "contour_threshold"}
+
+
+def test_tie_break_is_object_dice():
+    # both thresholds find the two glands (F1 = 1); 0.3 also takes a 1-pixel halo: lower Dice
+    gt, obj, cnt = touching_pair()
+    obj = np.where(gt > 0, 0.9, 0.0)
+    obj[4, 5:15] = 0.4
+    best, table, _ = tune_postprocess([obj], [cnt], [gt], grid={"object_threshold": [0.3, 0.5]}, min_area=10)
+    assert table["f1"].tolist() == [1.0, 1.0] and table["object_dice"].iloc[0] < table["object_dice"].iloc[1]
+    assert best["object_threshold"] == 0.5
+
+
+def test_edge_extension_is_bounded():
+    # a gland with a halo whose probability falls off column by column: the higher the object
+    # threshold, the smaller the halo and the better the object Dice, up to the range bound
+    gt = np.zeros((20, 60), np.int32)
+    gt[5:15, 5:15] = 1
+    obj = np.where(gt > 0, 1.0, 0.0)
+    obj[5:15, 15:55] = 0.999 - 0.005 * np.arange(40)
+    cnt = np.zeros_like(obj)
+    best, table, edge = tune_postprocess([obj], [cnt], [gt], grid={"object_threshold": [0.8, 0.85]}, min_area=10,
+                                         extend=6)
+    values = table["object_threshold"].tolist()
+    assert values[:2] == [0.8, 0.85] and max(values) <= 0.99 and len(values) <= 2 + 6
+    assert values == sorted(values) and best["object_threshold"] == max(values)
+    assert edge == {"object_threshold": True}  # still the best at the bound: recorded

@@ -1,20 +1,15 @@
-"""Tests of qfcn.score: areas, gland counts, and evaluate_ensemble on tiny hand-made inputs."""
+"""Tests of qfcn.score: gland counts, and evaluate_ensemble on tiny hand-made inputs, scored in
+the images' original pixels."""
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from qfcn import postprocess, score
+from qfcn import infer, postprocess, score
 from qfcn.data import Sample
-
-
-def test_scaled_areas_follow_the_square_of_the_scale():
-    assert score.scaled_areas(1.0) == {"min_area": 50, "hole_area": 500}
-    assert score.scaled_areas(0.5, 40, 400) == {"min_area": 10, "hole_area": 100}
-    assert score.scaled_areas(0.01) == {"min_area": 1, "hole_area": 1}
-    with pytest.raises(ValueError, match="scale=0"):
-        score.scaled_areas(0)
 
 
 def test_n_glands_counts_instances_over_samples():
@@ -117,8 +112,112 @@ def test_keep_instances_and_variants():
             for k, v in entries.items()} == {"float": ("float", 32, 1, 40, 90), "ntq": ("inq", 5, 2, 10, 20)}
     assert entries["ntq"]["thresholds"] == res["ntq"]["thresholds"]
     assert entries["ntq"]["splits"] is res["ntq"]["splits"]
+    assert entries["ntq"]["tuning"] == res["ntq"]["tuning"] and entries["float"]["edge"] == res["float"]["edge"]
+    assert entries["ntq"]["fragments"]["test_a"]["n_objects"] == 3
 
 
 def test_paper_rows_have_every_column():
     assert len(score.PAPER_ROWS) == 3
     assert all(set(r) == {"method", "f1_A", "f1_B", "dice_A", "dice_B", "haus_A", "haus_B"} for r in score.PAPER_ROWS)
+
+
+# ------------------------------------------------------------------ original-resolution scoring
+@dataclass
+class SourceSample:
+    """A sample as the data step builds it (interface 1): ``image`` / ``instances`` at the
+    working scale, ``source_instances`` at the file's original resolution."""
+
+    name: str
+    split: str
+    image: np.ndarray = field(repr=False)
+    instances: np.ndarray = field(repr=False)
+    source_instances: np.ndarray = field(repr=False)
+    source_shape: tuple
+    scale: float
+
+
+def at_scale(name, split, glands, *, factor, shift=0, prob=0.9):
+    """Glands (y, x, side) in original pixels on a (24 f) x (24 f) original image; the working
+    image is 24 x 24 (scale 1 / f) and paints each gland moved down by ``shift`` working pixels."""
+    src = np.zeros((24 * factor, 24 * factor), np.int32)
+    p = np.zeros((24, 24))
+    for k, (y, x, side) in enumerate(glands, 1):
+        src[y:y + side, x:x + side] = k
+        wy, wx, ws = y // factor + shift, x // factor, side // factor
+        p[wy:wy + ws, wx:wx + ws] = prob
+    red = np.round((1.0 - p) * 255).astype(np.uint8)
+    work = src[::factor, ::factor]
+    return SourceSample(name, split, np.stack([red, red, red], -1), work, src, src.shape, 1.0 / factor)
+
+
+def test_scores_against_source_maps_at_twice_the_size():
+    glands = [(4, 4, 12), (28, 28, 12)]
+    val = [at_scale("train_1", "train", glands, factor=2)]
+    test = [at_scale("testA_1", "testA", glands, factor=2, shift=1)]
+    r = score.evaluate_ensemble(DarkIsGland(), {"test_a": test, "val": val}, val=val, min_area=4, grid=GRID,
+                                keep_instances=True)
+    assert r["instances"]["test_a"][0].shape == (48, 48) and r["object_prob"]["val"][0].shape == (48, 48)
+    assert r["splits"]["val"]["f1"] == 1.0 and r["splits"]["val"]["object_dice"] == pytest.approx(1.0)
+    m = r["splits"]["test_a"]
+    assert m["f1"] == 1.0 and m["n_gt"] == 2
+    # moved one working pixel = 2 original pixels: Hausdorff in original pixels is 2, not 1
+    assert m["object_hausdorff"] == pytest.approx(2.0)
+    assert m["object_dice"] == pytest.approx(2 * 120 / 288)
+    same = [at_scale("testA_1", "testA", glands, factor=1, shift=1)]
+    one = score.evaluate_ensemble(DarkIsGland(), {"test_a": same}, val=same, min_area=4, grid=GRID)
+    assert one["splits"]["test_a"]["object_hausdorff"] == pytest.approx(1.0)  # scales with 1 / scale
+
+
+def test_min_area_is_in_original_pixels():
+    # a 3 x 3 working-pixel gland is 36 original pixels at scale 0.5: kept by min_area=20
+    val = [at_scale("train_1", "train", [(4, 4, 12), (30, 30, 6)], factor=2)]
+    kept = score.evaluate_ensemble(DarkIsGland(), {"val": val}, val=val, min_area=20, grid=GRID)
+    dropped = score.evaluate_ensemble(DarkIsGland(), {"val": val}, val=val, min_area=40, grid=GRID)
+    assert kept["splits"]["val"]["n_pred"] == 2 and dropped["splits"]["val"]["n_pred"] == 1
+    assert dropped["fragments"]["val"] == {"n_components": 2, "n_small": 1, "n_objects": 1}
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (37, 101), (24, 32), (12, 20)])
+def test_to_source_is_torch_bilinear(shape):
+    prob = np.random.default_rng(0).random((24, 32)).astype(np.float32)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(prob)[None, None], size=shape, mode="bilinear",
+                                          align_corners=False)[0, 0].numpy()
+    out = score.to_source(prob, shape)
+    assert out.dtype == np.float32 and out.shape == shape and np.abs(out - ref).max() < 1e-5  # float32 rounding
+
+
+def test_source_shape_must_agree():
+    s = at_scale("train_1", "train", TWO, factor=2)
+    s.source_shape = (24, 24)
+    with pytest.raises(ValueError, match="source_shape"):
+        score.source_instances(s)
+
+
+def test_validation_is_predicted_once_and_the_sensitivity_table_recorded(monkeypatch):
+    calls = []
+    predict = infer.predict_dataset
+
+    def spy(models, samples, **kw):
+        calls.append([s.name for s in samples])
+        return predict(models, samples, **kw)
+
+    monkeypatch.setattr(infer, "predict_dataset", spy)
+    val = [sample("train_1", "train", TWO, 0.9), sample("train_2", "train", TWO, 0.9)]
+    test = [sample("testA_1", "testA", TWO, 0.9)]
+    r = score.evaluate_ensemble(DarkIsGland(), {"val": val, "test_a": test}, val=val, min_area=4)
+    assert calls == [["train_1", "train_2"], ["testA_1"]]
+    grid = postprocess.DEFAULT_GRID
+    assert len(r["tuning"]) == len(grid["object_threshold"]) * len(grid["contour_threshold"])  # a plateau: no edge
+    assert set(r["tuning"][0]) >= {"object_threshold", "contour_threshold", "f1", "object_dice", "best"}
+    assert sum(row["best"] for row in r["tuning"]) == 1
+    assert r["edge"] == {"object_threshold": False, "contour_threshold": False}
+
+
+def test_edge_thresholds_extend_the_grid():
+    val = [sample("train_1", "train", TWO, 0.45)]  # found only below 0.45
+    grid = {"object_threshold": [0.4, 0.5, 0.6], "contour_threshold": [0.5]}
+    flat = score.evaluate_ensemble(DarkIsGland(), {}, val=val, min_area=4, grid=grid, extend=0)
+    assert flat["edge"] == {"object_threshold": True} and len(flat["tuning"]) == 3
+    grown = score.evaluate_ensemble(DarkIsGland(), {}, val=val, min_area=4, grid=grid)
+    assert [row["object_threshold"] for row in grown["tuning"]] == [0.4, 0.5, 0.6, 0.3]
+    assert grown["edge"] == {"object_threshold": False} and grown["thresholds"]["object_threshold"] == 0.4
