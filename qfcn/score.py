@@ -38,11 +38,10 @@ PAPER_ROWS: tuple[dict[str, Any], ...] = (
 
 def source_instances(sample: Any) -> np.ndarray:
     """The ground truth a sample is scored against: ``sample.source_instances`` (H0, W0) at
-    the file's original resolution (interface 1 of the data step). Until every Sample
-    carries it, a sample without it is scored against its ``instances`` (scale 1.0)."""
-    src = getattr(sample, "source_instances", None)
-    src = sample.instances if src is None else src
-    shape = tuple(getattr(sample, "source_shape", src.shape))
+    the file's original resolution (:func:`qfcn.data.load_glas` keeps it beside the
+    working-scale ``instances``), checked against ``sample.source_shape``."""
+    src = sample.source_instances
+    shape = tuple(sample.source_shape)
     if tuple(src.shape) != shape:
         raise ValueError(f"sample {getattr(sample, 'name', '?')!r}: source_instances shape {src.shape} "
                          f"differs from source_shape {shape}")

@@ -6,7 +6,6 @@ A module's *unit* is its top-level module or package under qfcn (``qfcn/study/ru
 import ast
 from pathlib import Path
 
-import pytest
 
 LAYERS = {
     "io": 0,

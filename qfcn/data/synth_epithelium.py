@@ -15,7 +15,6 @@ glands) with goblet-cell mucin. Random draws happen in a fixed order from the ge
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -107,25 +107,12 @@ def paper_table_html(rows: list[dict[str, Any]], source: str) -> str:
 
 
 def failed_runs(study_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """Failed runs as ``[{run, cause}]`` (cause: one line): :func:`qfcn.study.runs.read_failed`
-    when it exists, else ``<study>/failed.json`` (a list, or ``{"runs": [...]}``), else every
-    ``runs/*/failed.json`` written by the runner."""
-    study_dir = Path(study_dir)
-    reader = getattr(runs, "read_failed", None)
-    if reader is not None:
-        found = reader(study_dir)
-        found = found.get("runs", []) if isinstance(found, dict) else found
-    elif (study_dir / "failed.json").is_file():
-        found = json.loads((study_dir / "failed.json").read_text())
-        found = found.get("runs", []) if isinstance(found, dict) else found
-    else:
-        found = [{"run_dir": str(p.parent), **json.loads(p.read_text())}
-                 for p in sorted(study_dir.glob("runs/*/failed.json"))]
+    """Failed runs as ``[{run, cause}]`` (cause: the error's last line, at most 300 characters),
+    from the runner's record ``OUT/failed.json`` (:func:`qfcn.study.runs.read_failed`)."""
     out = []
-    for f in found or []:
-        cause = str(f.get("cause") or f.get("error") or "unknown cause").strip().splitlines() or ["unknown cause"]
-        out.append({"run": Path(str(f.get("run_dir") or f.get("run") or f.get("name") or "?")).name,
-                    "cause": cause[-1][:300]})
+    for f in runs.read_failed(study_dir):
+        cause = str(f.get("error") or "unknown cause").strip().splitlines() or ["unknown cause"]
+        out.append({"run": Path(str(f.get("run_dir") or f.get("name") or "?")).name, "cause": cause[-1][:300]})
     return out
 
 

@@ -247,15 +247,12 @@ def check_suggestion(n_pool: int, *, selection: str, budget: float, k_pick: int,
         initial_fraction=None, seed=seed, k_members=k_members if selection in suggest.MODEL_METHODS else None)
 
 
-def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, val_fraction: float | None = None,
-                   variants: list[str] = (), **_: Any) -> None:
-    """Parameters of ``04-quantized-training`` (``val_fraction`` only where the notebook still has it)."""
+def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, variants: list[str] = (), **_: Any) -> None:
+    """Parameters of ``04-quantized-training``."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ValueError(f"variants: unknown {unknown}; expected a subset of {list(VARIANTS)}")
     _count("n_members", n_members, 1)
-    if val_fraction is not None:
-        _fraction("val_fraction", val_fraction)
     _bits("ntq_bits", ntq_scheme, ntq_bits)
 
 

@@ -62,7 +62,8 @@ def test_figures_overlays_notebooks_and_failed_runs(tmp_path):
     atomic_write_bytes(study / "figures" / "stray.png", png)
     atomic_write_json(study / "figure_captions.json", {"main_results.png": "F1 per configuration, n = 3 seeds."})
     atomic_write_bytes(study / "runs" / "sa-float-s0" / "figures" / "overlays_test_a.png", png)
-    atomic_write_json(study / "runs" / "bad-s0" / "failed.json", {"error": "Traceback\nValueError: out of memory"})
+    atomic_write_json(study / "failed.json", {"n_runs": 2, "failed": [
+        {"name": "bad", "seed": 0, "run_dir": "runs/bad-s0", "error": "Traceback\nValueError: out of memory"}]})
     links = [study / "05-ablations.html", study / "runs" / "sa-float-s0" / "04-quantized-training.html"]
     page, _ = _page(study, links)
     assert "<img src='figures/main_results.png' alt='main_results'><figcaption>F1 per configuration, n = 3" in page
@@ -74,10 +75,12 @@ def test_figures_overlays_notebooks_and_failed_runs(tmp_path):
 
 
 def test_failed_runs_from_the_study_level_record(tmp_path):
-    atomic_write_json(tmp_path / "failed.json", [{"run_dir": "/x/runs/q-s1", "error": "boom\nKeyError: 'x'"}])
-    assert frontpage.failed_runs(tmp_path) == [{"run": "q-s1", "cause": "KeyError: 'x'"}]
-    atomic_write_json(tmp_path / "failed.json", {"runs": [{"name": "q-s2", "cause": "killed"}]})
-    assert frontpage.failed_runs(tmp_path) == [{"run": "q-s2", "cause": "killed"}]
+    assert frontpage.failed_runs(tmp_path) == []
+    atomic_write_json(tmp_path / "failed.json", {"n_runs": 3, "failed": [
+        {"name": "q", "seed": 1, "run_dir": "runs/q-s1", "error": "boom\nKeyError: 'x'"},
+        {"name": "q", "seed": 2, "run_dir": "runs/q-s2", "error": ""}]})
+    assert frontpage.failed_runs(tmp_path) == [{"run": "q-s1", "cause": "KeyError: 'x'"},
+                                               {"run": "q-s2", "cause": "unknown cause"}]
 
 
 def test_one_run_study_says_comparisons_need_more_seeds(tmp_path):
