@@ -8,7 +8,13 @@ Callers import the submodules, which are this layer's API::
 * :mod:`~qfcn.study.runs`: run folders, provenance, manifest checks, a step's parameters;
 * :mod:`~qfcn.study.records`: the ``metrics.json`` record, built, written and read;
 * :mod:`~qfcn.study.runner`: the papermill chain and batches (the notebooks folder is an argument);
-* :mod:`~qfcn.study.report`: tables, intervals, comparisons, summary.json and index.html.
+* :mod:`~qfcn.study.schema`: the params-file schema, derived from the notebooks' parameters cells;
+* :mod:`~qfcn.study.folder`: what a study folder was made from, ``--replace``, the folder lock;
+* :mod:`~qfcn.study.cluster`: bounded waits on a Dask scheduler and its workers;
+* :mod:`~qfcn.study.commands`: ``study`` and ``sweep`` as the command line runs them;
+* :mod:`~qfcn.study.contrasts`: every comparison declared once, paired intervals, MDE, verdicts;
+* :mod:`~qfcn.study.report`: tables, the paper-form table, summary.json;
+* :mod:`~qfcn.study.frontpage`: index.html, the page a reader reads first.
 
 Nothing is imported here, so that a notebook importing ``runs`` does not pay for papermill,
 pandas or torch.
