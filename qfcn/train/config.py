@@ -92,7 +92,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False  # autocast bfloat16 in training; evaluation is always fp32
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: 1.5-2x faster bf16 steps on CPU (benchmarks/results/throughput.json)
     val_every: int = 0  # 0: validate only at phase ends
     ckpt_every: int = 50
     contour_width: int = 3
