@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader
 from qfcn.train.config import TrainConfig
 
 
-#: loader workers on CPU when TrainConfig.num_workers is None: measured on the 2-core box with two
-#: 1-thread runs in parallel (benchmarks/results/throughput.json): a worker process competes with
-#: the training step for the same cores and the batched augmentation costs a few % of a step.
+#: loader workers on CPU when TrainConfig.num_workers is None. Measured on the 2-core box with two
+#: 1-thread runs in parallel (benchmarks/results/throughput.json): one worker each gives 0.94x the
+#: steps/s of none (the worker competes with the other run's step for the same cores, and the
+#: batched augmentation costs only ~6% of a step in-process).
 CPU_WORKERS = 0
 #: at most this many workers on CUDA (the loader must keep the device busy).
 CUDA_MAX_WORKERS = 8
