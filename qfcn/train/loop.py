@@ -11,6 +11,7 @@ is checkpointed with the model, optimizer and quantizer state, so a resumed run 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from qfcn import data, infer, quant
 from qfcn.io import atomic_write_json, param_hash, run_done
 from qfcn.models import SAFCN
-from qfcn.train.batches import _Batches, _n_crops
+from qfcn.train.batches import _Batches, _n_crops, resolve_workers
 from qfcn.train.checkpoints import (FORMAT, TrainResult, _atomic_save, _check_out_dir, _cpu_state, _data_digest,
                                     _load_init, _model_record, _result)
 from qfcn.train.config import TrainConfig, lr_at
@@ -40,7 +41,10 @@ class _Run:
         self.dev = infer.resolve_device(cfg.device)
         ds = data.GlasCrops(samples, crop_size=cfg.crop_size, n_crops=_n_crops(cfg, len(samples)), seed=cfg.seed,
                             augment=cfg.augment, contour_width=cfg.contour_width)
-        self.batches = _Batches(ds, cfg)
+        self.batches = _Batches(ds, cfg, self.dev)
+        #: seconds of this session (a resumed run counts from the resume): waiting for batches,
+        #: training steps (forward, backward, optimizer), validation / checkpoints / callbacks.
+        self.timing = {"steps": 0, "data_s": 0.0, "step_s": 0.0, "other_s": 0.0}
         self.model: nn.Module | None = None
         self.opt: torch.optim.Optimizer | None = None
         self.q: Any = None
@@ -126,8 +130,8 @@ class _Run:
                 obj, con = self.model(x)
         else:
             obj, con = self.model(x)
-        loss = segmentation_loss(obj, con, batch["object"].to(dev), batch["contour"].to(dev),
-                                 batch["valid"].to(dev), cfg.contour_weight)
+        obj_t, con_t, valid = (batch[k].to(dev, non_blocking=True) for k in ("object", "contour", "valid"))
+        loss = segmentation_loss(obj, con, obj_t, con_t, valid, cfg.contour_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {self.step + 1} ({self.plan[self.phase_index].name}): "
                                      f"lower lr ({cfg.lr}) / retrain_lr ({cfg.retrain_lr})")
@@ -190,8 +194,17 @@ class _Run:
                     self._start_phase(phase)
                 while self.phase_step < phase.steps:
                     lr = lr_at(cfg.schedule, phase.lr, self.phase_step, phase.steps)
-                    loss = self._train_step(next(batches), lr)
+                    t0 = time.perf_counter()
+                    batch = next(batches)
+                    t1 = time.perf_counter()
+                    loss = self._train_step(batch, lr)
+                    t2 = time.perf_counter()
                     self._after_step(phase, loss, lr, bar)
+                    tm = self.timing
+                    tm["steps"] += 1
+                    tm["data_s"] += t1 - t0
+                    tm["step_s"] += t2 - t1
+                    tm["other_s"] += time.perf_counter() - t2
                 self._end_phase(phase)
                 self.phase_index, self.phase_step, self.phase_started, self.opt = self.phase_index + 1, 0, False, None
                 self._save_checkpoint()
@@ -210,6 +223,8 @@ class _Run:
         if self.cfg.scheme != "float":
             quant.save_packed(self.model, out / "packed.qfcn", self.cfg.scheme, self.cfg.bits)
         atomic_write_json(out / "history.json", self.history)
+        atomic_write_json(out / "timing.json", {**self.timing, "device": str(self.dev),
+                                                "num_workers": resolve_workers(self.cfg.num_workers, self.dev)})
         atomic_write_json(out / "done.json", {"params_hash": self.params_hash, "steps": self.step,
                                                   "final": "final.pt", "scheme": self.cfg.scheme, "bits": self.cfg.bits})
         (out / "checkpoint.pt").unlink(missing_ok=True)

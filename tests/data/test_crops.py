@@ -100,8 +100,96 @@ def test_stain_jitter_and_elastic_helpers():
     f1 = augment.elastic_field(np.random.default_rng(3), 40, 16, (2.0, 2.0))
     f2 = augment.elastic_field(np.random.default_rng(3), 40, 16, (2.0, 2.0))
     assert f1.shape == (2, 40, 40) and np.array_equal(f1, f2) and 0.5 < np.abs(f1).max() < 12
-    arr = np.arange(100, dtype=np.float32).reshape(10, 10)
-    np.testing.assert_array_equal(augment.warp([arr], np.zeros((2, 6, 6), np.float32), 2, [1])[0], arr[2:8, 2:8])
+    arr = torch.arange(100, dtype=torch.float32).reshape(1, 1, 10, 10)
+    img, lab = augment.warp_batch(arr, arr, torch.zeros(1, 2, 6, 6), 2, image_margin=1)
+    assert torch.equal(lab[0, 0], arr[0, 0, 2:8, 2:8]) and torch.allclose(img[0, 0], arr[0, 0, 3:7, 3:7])
+
+
+# ------------------------------------------------ batched augmentation == the numpy reference
+def _draws(n, size=40, seed=0):
+    """Elastic control points drawn as GlasCrops draws them, and the numpy reference fields."""
+    ref, ctrl = [], []
+    for k in range(n):
+        ref.append(augment.elastic_field(np.random.default_rng([seed, k]), size, 16.0, (1.0, 3.0)))
+        r = np.random.default_rng([seed, k])
+        nc = max(2, -(-size // 16) + 1)
+        mag = r.uniform(1.0, 3.0)
+        ctrl.append((r.standard_normal((2, nc, nc)) * mag).astype(np.float32))
+    return np.stack(ref), augment.spline_fields(torch.from_numpy(np.stack(ctrl)), size).numpy()
+
+
+def _field_stats(f):
+    """mean |d| (px) and spatial smoothness: mean |d(x+1) - d(x)| (px per px)."""
+    grad = np.abs(np.diff(f, axis=-1)).mean() + np.abs(np.diff(f, axis=-2)).mean()
+    return float(np.abs(f).mean()), float(grad / 2)
+
+
+def test_batched_fields_have_the_scipy_field_statistics():
+    ref, new = _draws(200)
+    (m_ref, g_ref), (m_new, g_new) = _field_stats(ref), _field_stats(new)
+    assert 0.5 < m_ref < 5 and m_new == pytest.approx(m_ref, rel=0.05) and g_new == pytest.approx(g_ref, rel=0.05)
+    np.testing.assert_allclose(new, ref, atol=1e-4)  # same draws -> the same field
+    other, _ = _draws(200, seed=1)  # an independent set of draws agrees within sampling noise
+    assert _field_stats(other)[0] == pytest.approx(m_new, rel=0.1)
+
+
+def test_warp_batch_matches_map_coordinates():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 1, (2, 3, 30, 30)).astype(np.float32)
+    lab = rng.integers(0, 5, (2, 1, 30, 30)).astype(np.float32)
+    _, fld = _draws(2, size=22)
+    out_img, out_lab = augment.warp_batch(torch.from_numpy(img), torch.from_numpy(lab), torch.from_numpy(fld), 4)
+    base = np.arange(22, dtype=np.float32) + 4
+    for b in range(2):
+        coords = np.stack([base[:, None] + fld[b, 0], base[None, :] + fld[b, 1]])
+        for ch in range(3):
+            ref = ndimage.map_coordinates(img[b, ch], coords, order=1, mode="nearest")
+            np.testing.assert_allclose(out_img[b, ch].numpy(), ref, atol=1e-5)
+        ref = ndimage.map_coordinates(lab[b, 0], coords, order=0, mode="nearest")
+        assert (out_lab[b, 0].numpy() != ref).mean() < 0.01  # ties at .5 may round the other way
+
+
+def test_batched_stain_jitter_and_targets_match_numpy():
+    rng = np.random.default_rng(2)
+    he = hed2rgb(rng.uniform(0.0, 0.1, (2, 9, 11, 3))).astype(np.float32)
+    alpha = rng.uniform(0.8, 1.2, (2, 3)).astype(np.float32)
+    beta = (rng.uniform(-0.2, 0.2, (2, 3)) * 0.1).astype(np.float32)
+    out = augment.stain_jitter_hed_batch(torch.from_numpy(he).permute(0, 3, 1, 2), torch.from_numpy(alpha),
+                                         torch.from_numpy(beta)).permute(0, 2, 3, 1).numpy()
+    for b in range(2):
+        ref = np.clip(hed2rgb(rgb2hed(he[b]) * alpha[b] + beta[b]), 0, 1)
+        np.testing.assert_allclose(out[b], ref, atol=1e-4)
+    inst = ndimage.zoom(rng.integers(0, 6, (3, 6, 7)), (1, 6, 6), order=0).astype(np.int32)
+    for width in (1, 2, 3, 5):
+        obj, con = augment.object_contour_batch(torch.from_numpy(inst).float(), width)
+        for b in range(3):
+            ref_obj, ref_con = data.object_contour_targets(inst[b], width)
+            assert np.array_equal(obj[b].numpy(), ref_obj) and np.array_equal(con[b].numpy(), ref_con)
+
+
+def test_batch_equals_items_and_same_seed_same_batches():
+    s = _sample(90, 100)
+    ds = data.GlasCrops([s, s], crop_size=40, n_crops=6, seed=7)
+    batch = ds.batch([4, 0, 2])
+    assert batch["image"].shape == (3, 3, 40, 40) and batch["contour"].shape == (3, 40, 40)
+    for k, i in enumerate([4, 0, 2]):
+        item = ds[i]
+        assert all(torch.allclose(batch[key][k], item[key], atol=1e-6) for key in item)
+    again = data.GlasCrops([s, s], crop_size=40, n_crops=6, seed=7).batch([4, 0, 2])
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+    other = data.GlasCrops([s, s], crop_size=40, n_crops=6, seed=8).batch([4, 0, 2])
+    assert not torch.equal(batch["image"], other["image"])
+
+
+def test_augmented_crops_keep_their_distribution():
+    """Flips / rotations keep the gland fraction, the jitter keeps the mean colour, the elastic
+    warp keeps the gland area of a crop within a few %, over many seeded crops."""
+    s = _sample(96, 96)
+    plain = data.GlasCrops([s], crop_size=64, n_crops=64, seed=0, augment=False).batch(range(64))
+    aug = data.GlasCrops([s], crop_size=64, n_crops=64, seed=0).batch(range(64))
+    assert float(aug["object"].mean()) == pytest.approx(float(plain["object"].mean()), rel=0.05)
+    assert float(aug["image"].mean()) == pytest.approx(float(plain["image"].mean()), abs=0.02)
+    assert not torch.equal(aug["object"], plain["object"])
 
 
 def test_crops_reject_bad_arguments():
