@@ -130,7 +130,8 @@ def chain_defaults(notebooks_dir: str | os.PathLike | None = None) -> dict[str, 
 def _runner_keys(source: str, params: dict[str, Any]) -> None:
     batch = params.get("batch") if isinstance(params.get("batch"), dict) else {}
     places = [(sec, v) for sec, v in params.items() if sec != "batch" and isinstance(v, dict)]
-    places += [(f"batch.runs[{i}]", p) for i, p in enumerate(batch.get("runs") or []) if isinstance(p, dict)]
+    run_list = batch.get("runs") if isinstance(batch.get("runs"), list) else []  # other types: the schema names them
+    places += [(f"batch.runs[{i}]", p) for i, p in enumerate(run_list) if isinstance(p, dict)]
     places += [("batch.grid", batch["grid"])] if isinstance(batch.get("grid"), dict) else []
     for where, values in places:
         for key in sorted(set(values) & RUNNER_PARAMETERS):

@@ -48,6 +48,7 @@ def _write(tmp_path, obj):
     ({"batch": {"grid": {}}}, r"batch.grid is empty"),
     ({"batch": {"grid": {"ntq_bits": []}}}, r"batch.grid.ntq_bits = \[\]: list should have at least 1 item"),
     ({"batch": {"runs": []}}, r"batch.runs = \[\]: list should have at least 1 item"),
+    ({"batch": {"runs": True}}, r"batch.runs = True: expected"),
     # issue 13 (1): two batch points share a name
     ({"batch": {"runs": [{"name": "a", "ntq_bits": 5}, {"name": "a", "ntq_bits": 7}]}},
      r"run name 'a' \(seed 0\) is given with other parameters"),
