@@ -2,6 +2,7 @@
 choice of reference, and a clean first run: kernels start without the transport warning."""
 import json
 import math
+import shutil
 from pathlib import Path
 
 import ipykernel
@@ -132,6 +133,22 @@ def test_the_committed_fast_study_against_itself():
     assert rep["spread"]["test_b/f1"]["df"] == per_point_df
     assert math.isclose(rep["spread"]["test_b/f1"]["sd"] ** 2,
                         sum(np.var(v, ddof=1) * (len(v) - 1) for v in values.values()) / per_point_df)
+
+
+def test_a_copy_of_the_committed_records_reproduces_the_committed_study(tmp_path):
+    """The command's own path: summary from the run records (report.summary), check, line, file."""
+    src = ROOT / "reports" / "fast"
+    if not (src / "runs").is_dir():
+        pytest.skip("no committed reports/fast")
+    for pattern in ("runs/*/final/metrics.json", "runs/*/done.json", "data/manifest.json"):
+        for f in src.glob(pattern):
+            (tmp_path / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, tmp_path / f.relative_to(src))
+    text = commands._reproduction(tmp_path, commands.reference_for(ROOT / "params" / "fast.yaml", tmp_path))
+    n = 2 * len(list(src.glob("runs/*/final/metrics.json")))
+    assert text.startswith(f"reproduced within the seed spread ({n} of {n} runs×splits within, against reports/fast)")
+    rep = json.loads((tmp_path / reproduce.FILE).read_text())
+    assert all(abs(v["diff"]) < 1e-12 for r in rep["runs"] for v in r["metrics"].values())
 
 
 @pytest.fixture
