@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from qfcn.io import atomic_write_bytes, code_version
-from qfcn.study import contrasts, runs
+from qfcn.study import contrasts, reproduce, runs
 
 CAPTIONS_FILE = "figure_captions.json"  # {png file name: caption}, written by notebook 05
 CSS = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;line-height:1.45;padding:0 1em}"
@@ -185,6 +185,7 @@ def write_index(study_dir: str | os.PathLike, summary: dict[str, Any], links: li
         "<h2>Regime and selection</h2>", _context_html(summary),
         "<h2>The paper's table, with this study's arms</h2>",
         paper_table_html(summary.get("paper_table", []), summary.get("paper_source", "")),
+        reproduce.section_html(study_dir),  # only when reproduction.json exists (a rerun of a committed study)
         "<h2>Figures</h2>", _figures_html(study_dir),
         "<h2>Predictions (overlays)</h2>", _overlays_html(study_dir),
         "<h2>Executed notebooks</h2><ul>", _notebooks_html(study_dir, links), "</ul>",
