@@ -149,3 +149,25 @@ def test_runs_of_one_configuration_share_their_name_across_seeds(smoke_study):
     out, _ = smoke_study
     names = {r["run"]["name"] for r in report.load_run_metrics(out)}
     assert names == {p["name"] for p in P.batch_points(P.load(SMOKE))}
+
+
+def test_a_given_folder_gives_the_built_in_numbers(smoke_study, tmp_path):
+    """Issue 14: the synthetic set copied into a folder of its own and given with --data goes
+    through the same working scale, validation set and scoring as the built-in data, so every
+    score of every run is the same (same thread count: one per run)."""
+    out, _ = smoke_study
+    given = tmp_path / "Warwick_QU_like"
+    given.mkdir()
+    for f in (out / "data" / "glas").iterdir():
+        if f.suffix == ".bmp" or f.name == "Grade.csv":
+            shutil.copy2(f, given / f.name)
+    out2 = tmp_path / "given"
+    commands.run_study(SMOKE, out2, data=given, workers=1, threads=1, progress=False)
+    manifest = runs.read_manifest(out2)
+    assert not manifest["synthetic"] and manifest["scale"] == runs.read_manifest(out)["scale"]
+
+    def scores(study_dir):
+        rows = json.loads((study_dir / "summary.json").read_text())["runs"]
+        return {(r["run"]["name"], r["run"]["seed"]): (r["test_a"], r["test_b"]) for r in rows}
+
+    assert scores(out2) == scores(out)
