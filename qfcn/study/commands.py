@@ -154,11 +154,8 @@ def run_sweep(params_path: Path, out: Path, data: Path | None = None, workers: i
     def then(params, out, statuses):
         _print_table(statuses, out)
 
-    statuses = _session(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads,
-                        replace=replace, options={"labels": labels} if labels else {}, progress=progress,
-                        notebooks_dir=notebooks_dir, timeout=timeout, then=then)
-    _raise_failed(statuses, _abs(out))
-    return statuses
+    return _command(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads, replace=replace,
+                    labels=labels, progress=progress, notebooks_dir=notebooks_dir, timeout=timeout, then=then)
 
 
 def reference_for(params_path: str | os.PathLike, out: str | os.PathLike, reference: str | os.PathLike | None = None,
@@ -230,8 +227,13 @@ def run_study(params_path: Path, out: Path, data: Path | None = None, workers: i
         else:
             _print_table(statuses, out)
 
-    statuses = _session(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads,
-                        replace=replace, options={"labels": labels} if labels else {}, progress=progress,
-                        notebooks_dir=notebooks_dir, timeout=timeout, then=then)
+    return _command(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads, replace=replace,
+                    labels=labels, progress=progress, notebooks_dir=notebooks_dir, timeout=timeout, then=then)
+
+
+def _command(params_path, out, data, *, labels: str | None, then, **session: Any) -> list[dict[str, Any]]:
+    """One command's session (:func:`_session` with ``then`` at its end), then
+    :class:`RunsFailed` when any run failed; returns the statuses."""
+    statuses = _session(params_path, out, data, options={"labels": labels} if labels else {}, then=then, **session)
     _raise_failed(statuses, _abs(out))
     return statuses
