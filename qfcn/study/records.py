@@ -49,11 +49,15 @@ EFFICIENCY_KEYS = ("selection", "quantized", "budget", "n_images", "n_pool", "se
 
 
 def metrics_record(*, run: dict[str, Any], main: str, n_glands: dict[str, int], size_table: list[dict[str, Any]],
-                   variants: dict[str, dict[str, Any]], efficiency: list[dict[str, Any]] | None = None
-                   ) -> dict[str, Any]:
-    """The ``metrics.json`` record of one run (the layout above, before stamping); the key
-    ``efficiency`` only when ``efficiency`` is given (None: absent, as in records without the curve)."""
+                   variants: dict[str, dict[str, Any]], efficiency: list[dict[str, Any]] | None = None,
+                   retraining: dict[str, Any] | None = None, steps: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``metrics.json`` record of one run (the layout above, before stamping). Optional keys,
+    present only when given: ``efficiency`` (the annotation-efficiency rows), ``retraining``
+    (:func:`qfcn.train.diagnostics.variants_movement`: how far retraining moved the free weights,
+    in grid levels) and ``steps`` (:func:`qfcn.train.variant_steps`: each variant's training
+    steps and the variant it is step-matched to)."""
     out = {"run": run, "main": main, "n_glands": n_glands, "size_table": size_table, "variants": variants}
+    out.update({k: v for k, v in (("retraining", retraining), ("steps", steps)) if v is not None})
     if efficiency is not None:
         for i, row in enumerate(efficiency):
             missing = [k for k in EFFICIENCY_KEYS if k not in row]
