@@ -2,14 +2,16 @@
 
 Commands::
 
-    python -m qfcn study --params params/fast.yaml --out reports/fast [--data GLAS_FOLDER]
+    python -m qfcn study --params params/fast.yaml --out runs/fast [--data GLAS_FOLDER] [--reference DIR | --no-reference]
     python -m qfcn sweep --params FILE --out DIR [--workers N] [--scheduler ADDRESS]
     python -m qfcn test [PYTEST ARGS ...]
 
 A mistake (a params file, ``--data``, ``--out``, the cluster) ends in one line
 ``qfcn <command>: error: ...`` and exit status 2 before any work; ``--debug`` shows the
-traceback instead. A batch in which some runs failed finishes the others, lists the failures
-(also in ``OUT/failed.json``) and exits with status 1.
+traceback instead. ``study`` with a project profile ends with one line comparing it with the
+committed study of that profile (``reports/<profile>``: :mod:`qfcn.study.reproduce`). A batch in
+which some runs failed finishes the others, lists the failures (also in ``OUT/failed.json``) and
+exits with status 1.
 """
 from __future__ import annotations
 
@@ -66,7 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
         sp.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
-    common(sub.add_parser("study", help="the whole study: data, batch of runs, ablations, report"))
+    study = sub.add_parser("study", help="the whole study: data, batch of runs, ablations, report, reproduction check")
+    common(study)
+    ref = study.add_mutually_exclusive_group()
+    ref.add_argument("--reference", type=Path, default=None,
+                     help="a study folder to compare with (default: reports/<profile> when --params is a project "
+                          "profile with a committed study); writes OUT/reproduction.json and prints one line")
+    ref.add_argument("--no-reference", action="store_true", help="no reproduction check")
     common(sub.add_parser("sweep", help="the notebook chain for every point of the params file's grid"))
     t = sub.add_parser("test", help="run the test suite (arguments are passed to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
@@ -84,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "test":
         return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT)
     run = commands.run_study if args.command == "study" else commands.run_sweep
+    extra = dict(reference=args.reference, compare=not args.no_reference) if args.command == "study" else {}
     try:
         run(args.params, args.out, args.data, args.workers, args.scheduler, not args.no_progress,
-            threads=args.threads, replace=args.replace, timeout=args.timeout, labels=args.labels)
+            threads=args.threads, replace=args.replace, timeout=args.timeout, labels=args.labels, **extra)
     except KeyboardInterrupt:
         print(f"qfcn {args.command}: interrupted; finished runs are kept, rerun to resume.", file=sys.stderr)
         return 130

@@ -188,3 +188,50 @@ def distribution_panels(groups: Sequence[dict], path: str | Path, *, ylabel: str
     save(fig, path)
     return (f"Per-image {ylabel} of each configuration's main result (every test image of every seed): box = "
             "quartiles, whiskers = 1.5 IQR, dots = images.")
+
+
+def efficiency_lines(points: Sequence[dict], path: str | Path, *, ylabel: str = "object F1") -> str:
+    """Score against the share of the pool annotated: one line per ``line`` (mean over seeds, dots),
+    a 95% interval bar at each point and n beside it, one panel per ``panel``. Points need
+    ``line``, ``panel``, ``share`` (in [0, 1]), ``mean``, ``low``, ``high`` (None: no interval), ``n``.
+    Saves to ``path``; returns the caption (with the numbers of seeds).
+
+    >>> import tempfile, os
+    >>> pts = [dict(line="random, float", panel="Test A", share=s, mean=m, low=m - 0.1, high=m + 0.1, n=2)
+    ...        for s, m in ((0.1, 0.5), (0.5, 0.7))]
+    >>> d = tempfile.mkdtemp(); cap = efficiency_lines(pts, os.path.join(d, "e.png"))
+    >>> os.path.getsize(os.path.join(d, "e.png")) > 0, "n = 2 seeds" in cap
+    (True, True)
+    """
+    pts = [p for p in points if p.get("mean") is not None]
+    fig, axes, names = _panels(pts, width=4.2, height=3.2)
+    lines = list(dict.fromkeys(p["line"] for p in pts))
+    for name in names:
+        ax = axes[name]
+        for k, line in enumerate(lines):
+            mine = sorted((p for p in pts if p["panel"] == name and p["line"] == line), key=lambda p: p["share"])
+            if not mine:
+                continue
+            x = 100 * np.array([p["share"] for p in mine])
+            color, dx = f"C{k % 10}", 0.6 * (k - (len(lines) - 1) / 2)  # dodge the bars of different lines
+            ax.plot(x + dx, [p["mean"] for p in mine], "o-" if "float" in line else "s--", color=color, ms=4,
+                    label=line if name == names[0] else None)
+            for xi, p in zip(x + dx, mine):
+                if p.get("low") is not None:
+                    ax.plot([xi, xi], [p["low"], p["high"]], color=color, lw=1.2, alpha=0.7)
+                ax.annotate(f"{p['n']}", (xi, p["mean"]), xytext=(3, -9), textcoords="offset points", fontsize=6,
+                            color=color)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("share of the pool annotated (%)")
+        ax.set_xlim(0, 105)
+        ax.grid(alpha=0.3)
+    if names:
+        axes[names[0]].set_ylabel(ylabel)
+        fig.legend(loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False)
+    save(fig, path)
+    ns = sorted({p["n"] for p in pts})
+    return (f"{ylabel} against the share of the training pool annotated, one line per selection and final network "
+            "(float or quantized); each point is the final ensemble retrained on the annotated set the suggestion "
+            "loop had reached at that budget (100%: the whole pool, the same set for every selection). Marker: mean "
+            "over seeds; bar: 95% Student-t interval (clipped to [0, 1]; none when n = 1); the small number: n "
+            f"seeds. n = {', '.join(map(str, ns)) or '0'} seeds.")

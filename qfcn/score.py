@@ -10,19 +10,24 @@ against ``sample.source_instances``. So ``min_area``, ``hole_area`` and ``grow_d
 are original-resolution (GlaS scale-1) pixels and every metric, object Hausdorff included,
 is in original pixels whatever the working scale. :func:`evaluate_variants` scores every
 ensemble of notebook 04 and :func:`variant_entries` turns the scores into the ``variants``
-part of ``metrics.json``; :data:`PAPER_ROWS` holds the scores the paper reports.
+part of ``metrics.json``; :func:`efficiency_rows` trains and scores the final ensemble at
+smaller annotation budgets (the efficiency curve); :data:`PAPER_ROWS` holds the scores the paper
+reports.
 
 >>> to_source(np.array([[0.0, 1.0]], np.float32), (2, 4)).round(2).tolist()
 [[0.0, 0.25, 0.75, 1.0], [0.0, 0.25, 0.75, 1.0]]
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qfcn import infer, metrics, postprocess, train
+from qfcn.train.budgets import budget_sets
 
 #: The paper's reported GlaS scores (docs/method.md §1): object F1, object Dice and object
 #: Hausdorff on Test A / Test B, transcribed from the paper (unverified), on real GlaS.
@@ -173,3 +178,50 @@ def variant_entries(ensembles: Mapping[str, Sequence[Any]], results: Mapping[str
                          file_bytes=rep.get("file_bytes", size_table[0]["float32_checkpoint_bytes"]),
                          splits=r["splits"])
     return out
+
+
+def efficiency_rows(record: Mapping[str, Any], pool: Sequence[Any], float_cfg: Any, ntq_cfg: Any, *,
+                    budgets: Sequence[float], n_members: int, val: Sequence[Any], tests: Mapping[str, Sequence[Any]],
+                    out_dir: str | os.PathLike, selection: str, seed: int, min_area: int = 50,
+                    main: Mapping[str, Sequence[Any]] | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """The annotation-efficiency points of one run (issue 10; docs/method.md §5, §7): per budget, the
+    final ensemble retrained on the annotated set the suggestion ``record`` had reached
+    (:func:`qfcn.train.budgets.budget_sets`; 1.0 = the whole ``pool``) and scored like the run's own.
+
+    Per budget ``b``: ``n_members`` float members with ``float_cfg`` (no bootstrap, the same seeds as
+    the run's main float members, so the points pair with them by seed) in ``out_dir/b<b>/float``,
+    and when ``ntq_cfg.scheme`` is not 'float' the NTQ members derived from those float weights
+    (:func:`qfcn.train.derive_variants`, no other variant) in ``out_dir/b<b>/ntq``; finished members
+    are reused, interrupted ones resume from their checkpoints. Each ensemble is scored by
+    :func:`evaluate_ensemble` with thresholds tuned on ``val`` (the fixed validation set) on
+    ``tests`` (``{"test_a": ..., "test_b": ...}``); ``min_area`` in original pixels.
+
+    ``pool``: the suggestion run's pool (``ds.train`` samples, in pool order). Returns one row per
+    (budget, quantized), budgets in the given order, float first: ``{"selection", "quantized",
+    "budget", "n_images", "n_pool", "seed", "f1_a", "f1_b"}`` (pooled object F1). All budgets are
+    checked before any training. ``main``: the run's own ensembles (``{"float": models, "ntq": models}``),
+    trained with the same configs on the record's whole ``annotated`` list: the budget whose set is
+    that list, in that order, reuses them instead of training the same networks again.
+    """
+    by_name = {s.name: s for s in pool}
+    sets = budget_sets(record, list(by_name), budgets)
+    if set(tests) != {"test_a", "test_b"}:
+        raise ValueError(f"tests: expected the keys test_a and test_b, got {sorted(tests)}")
+    quantized = ntq_cfg.scheme != "float"
+    rows = []
+    for b, names in sets.items():
+        samples = [by_name[n] for n in names]
+        bdir = Path(out_dir) / f"b{b:g}"
+        if main is not None and names == list(record.get("annotated", [])):
+            ens = main
+        else:
+            members = train.train_ensemble(samples, float_cfg, k=n_members, out_dir=bdir / "float",
+                                           bootstrap=False, progress=progress)
+            ens = train.derive_variants(members, samples, ntq_cfg, n_members=n_members, variants=[], out_dir=bdir,
+                                        progress=progress)
+        for q, name in ((False, "float"), (True, "ntq"))[: 1 + quantized]:
+            r = evaluate_ensemble(ens[name], tests, val=val, min_area=min_area, progress=progress)
+            rows.append(dict(selection=selection, quantized=q, budget=float(b), n_images=len(names),
+                             n_pool=len(by_name), seed=seed, f1_a=r["splits"]["test_a"]["f1"],
+                             f1_b=r["splits"]["test_b"]["f1"]))
+    return rows

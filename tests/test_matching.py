@@ -13,17 +13,7 @@ from skimage.metrics import hausdorff_distance as sk_hd
 from qfcn import matching, metrics
 from qfcn.metrics import glas_metrics
 
-
-def instance_map(shape, *boxes, dtype=np.int32):
-    """Instance map from (label, r0, r1, c0, c1) boxes, rows r0..r1-1, cols c0..c1-1."""
-    out = np.zeros(shape, dtype)
-    for lab, r0, r1, c0, c1 in boxes:
-        out[r0:r1, c0:c1] = lab
-    return out
-
-
-def one(gt, pred):
-    return glas_metrics([gt], [pred])
+from instance_maps import instance_map, one
 
 
 def test_labels_above_255_do_not_wrap():

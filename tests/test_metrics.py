@@ -15,19 +15,9 @@ import torch
 from qfcn import metrics
 from qfcn.metrics import glas_metrics
 
+from instance_maps import instance_map, one
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def instance_map(shape, *boxes, dtype=np.int32):
-    """Instance map from (label, r0, r1, c0, c1) boxes, rows r0..r1-1, cols c0..c1-1."""
-    out = np.zeros(shape, dtype)
-    for lab, r0, r1, c0, c1 in boxes:
-        out[r0:r1, c0:c1] = lab
-    return out
-
-
-def one(gt, pred):
-    return glas_metrics([gt], [pred])
 
 
 def load_bench():

@@ -10,7 +10,13 @@ its thread count: docs/method.md §7, "Floating point"):
    identity against ``OUT/study.json`` and its finished runs; a difference is refused unless
    ``replace``, which MOVES the old contents into ``OUT/replaced-<time>/``;
 4. ``study.json``, the data step, the batch (``OUT/failed.json``), and for ``study`` the
-   ablations notebook and the report.
+   ablations notebook, the reproduction check and the report.
+
+The reproduction check (:mod:`qfcn.study.reproduce`): ``study`` with a project profile whose study
+is committed (``params/fast.yaml`` -> ``reports/fast``) compares its runs and verdicts with that
+study (or with ``reference``; none with ``compare=False``), writes ``OUT/reproduction.json`` and
+prints one line. The reference is checked in step 1; ``--out`` the committed folder itself is a
+re-render of it (a note says so, nothing is compared).
 
 Paths are resolved once, against the working directory, and recorded absolute.
 """
@@ -21,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qfcn.io import ArtifactError, FolderLocked, folder_lock, param_hash
-from qfcn.study import cluster, folder, report, runs
+from qfcn.study import cluster, folder, report, reproduce, runs
 from qfcn.study import params as P
 from qfcn.study.runner import (DONE, StudyError, _data_parameters, _execute, check_points, expected_runs,
                                one_line, resolve_threads, run_batch, run_data_step, run_identity)
@@ -148,18 +154,59 @@ def run_sweep(params_path: Path, out: Path, data: Path | None = None, workers: i
     def then(params, out, statuses):
         _print_table(statuses, out)
 
-    statuses = _session(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads,
-                        replace=replace, options={"labels": labels} if labels else {}, progress=progress,
-                        notebooks_dir=notebooks_dir, timeout=timeout, then=then)
-    _raise_failed(statuses, _abs(out))
-    return statuses
+    return _command(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads, replace=replace,
+                    labels=labels, progress=progress, notebooks_dir=notebooks_dir, timeout=timeout, then=then)
+
+
+def reference_for(params_path: str | os.PathLike, out: str | os.PathLike, reference: str | os.PathLike | None = None,
+                  compare: bool = True) -> Path | None:
+    """The study folder ``study`` compares with (None: no check); reads only. ``reference`` given:
+    that folder (or its ``summary.json``), checked now; else the committed study of the profile
+    (:func:`qfcn.study.reproduce.default_reference`). Raises :class:`StudyError` with one line."""
+    out = _abs(out)
+    if not compare:
+        return None
+    try:
+        if reference is not None:
+            ref, _ = reproduce.load_reference(reference)
+            if ref == out:
+                raise StudyError(f"--reference {reference}: that is --out itself; nothing to compare with "
+                                 "(choose another study folder, or --no-reference)")
+            return ref
+        committed = reproduce.committed_study(_abs(params_path))
+        if committed is not None and committed == out:
+            print(f"note: --out {reproduce.label(out)} is the committed study of {Path(params_path).name}: this "
+                  f"re-renders it (committed files change) and compares nothing; to reproduce it, use "
+                  f"--out runs/{committed.name}", flush=True)
+            return None
+        if committed is not None:
+            reproduce.load_reference(committed)
+        return committed
+    except reproduce.ReproductionError as exc:
+        raise StudyError(str(exc)) from None
+
+
+def _reproduction(out: Path, reference: Path | None) -> str | None:
+    """Write ``OUT/reproduction.json`` against ``reference`` and return the terminal line; without a
+    reference, remove a previous check (it would describe other results) and return None."""
+    if reference is None:
+        (out / reproduce.FILE).unlink(missing_ok=True)
+        return None
+    _, ref = reproduce.load_reference(reference)
+    rep = reproduce.compare(report.summary(out), ref, reproduce.label(reference))
+    reproduce.write(out, rep)
+    return reproduce.line(rep)
 
 
 def run_study(params_path: Path, out: Path, data: Path | None = None, workers: int = 1, scheduler: str | None = None,
               progress: bool = True, notebooks_dir: str | os.PathLike | None = None, *, threads: int | None = None,
-              replace: bool = False, timeout: float = 60.0, labels: str | None = None) -> list[dict[str, Any]]:
-    """The ``study`` command: sweep + ``05-ablations`` + rendered report (index.html, summary.json).
-    The ablations and report are skipped when no run finished; :class:`RunsFailed` when any failed."""
+              replace: bool = False, timeout: float = 60.0, labels: str | None = None,
+              reference: str | os.PathLike | None = None, compare: bool = True) -> list[dict[str, Any]]:
+    """The ``study`` command: sweep + ``05-ablations`` + reproduction check (:func:`reference_for`)
+    + rendered report (index.html, summary.json). The ablations, check and report are skipped when
+    no run finished; :class:`RunsFailed` when any failed."""
+    ref = reference_for(params_path, out, reference, compare)
+
     def then(params, out, statuses):
         if any(s["status"] in DONE for s in statuses):
             nb = P.SECTIONS["ablations"]
@@ -172,11 +219,21 @@ def run_study(params_path: Path, out: Path, data: Path | None = None, workers: i
             except Exception as exc:
                 raise StudyError(f"notebook {nb} failed: {one_line(exc)} "
                                  f"(executed notebook: {out / Path(nb).stem}.failed.ipynb)") from exc
+            check = _reproduction(out, ref)
             report.write_report(out)
-        _print_table(statuses, out)
+            _print_table(statuses, out)
+            if check:
+                print(check, flush=True)
+        else:
+            _print_table(statuses, out)
 
-    statuses = _session(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads,
-                        replace=replace, options={"labels": labels} if labels else {}, progress=progress,
-                        notebooks_dir=notebooks_dir, timeout=timeout, then=then)
+    return _command(params_path, out, data, workers=workers, scheduler=scheduler, threads=threads, replace=replace,
+                    labels=labels, progress=progress, notebooks_dir=notebooks_dir, timeout=timeout, then=then)
+
+
+def _command(params_path, out, data, *, labels: str | None, then, **session: Any) -> list[dict[str, Any]]:
+    """One command's session (:func:`_session` with ``then`` at its end), then
+    :class:`RunsFailed` when any run failed; returns the statuses."""
+    statuses = _session(params_path, out, data, options={"labels": labels} if labels else {}, then=then, **session)
     _raise_failed(statuses, _abs(out))
     return statuses

@@ -3,7 +3,8 @@
 In this order: the study's questions, each answered in one sentence per test part (mean paired
 difference, 95% Student-t interval, n, minimum detectable difference, verdict:
 :func:`qfcn.study.contrasts.sentence`); the float networks' regime and the selection step's
-coverage; the paper-form table with intervals and seed counts; the study's figures with the
+coverage; the paper-form table with intervals and seed counts; the annotation-efficiency curve
+(:func:`efficiency_html`); the study's other figures with the
 captions notebook 05 recorded in ``figure_captions.json``; the runs' overlays; the executed
 notebooks grouped by run; the failed runs with a one-line cause. One self-contained file:
 inline CSS, images referenced relatively, no script.
@@ -22,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from qfcn.io import atomic_write_bytes, code_version
-from qfcn.study import contrasts, runs
+from qfcn.study import contrasts, reproduce, runs
 
 CAPTIONS_FILE = "figure_captions.json"  # {png file name: caption}, written by notebook 05
+EFFICIENCY_FIGURE = "efficiency.png"  # the annotation-efficiency curve, drawn by notebook 05 into figures/
 CSS = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;line-height:1.45;padding:0 1em}"
        "table{border-collapse:collapse;font-size:90%}td,th{padding:3px 7px;border-bottom:1px solid #ddd;"
        "vertical-align:top}td.n{text-align:right}small{color:#555}img{max-width:100%}"
@@ -119,12 +121,41 @@ def failed_runs(study_dir: str | os.PathLike) -> list[dict[str, str]]:
 def _figures_html(study_dir: Path) -> str:
     path = study_dir / CAPTIONS_FILE
     captions = json.loads(path.read_text()) if path.is_file() else {}
-    figs = sorted((study_dir / "figures").glob("*.png"), key=lambda f: (f.name not in captions, f.name))
+    figs = sorted((f for f in (study_dir / "figures").glob("*.png") if f.name != EFFICIENCY_FIGURE),
+                  key=lambda f: (f.name not in captions, f.name))  # the efficiency curve has its own section
     if not figs:
         return "<p>No figures (notebook 05 did not run).</p>"
     return "\n".join(f"<figure><img src='{_e(f.relative_to(study_dir).as_posix())}' alt='{_e(f.stem)}'><figcaption>"
                      f"{_e(captions.get(f.name, f'{f.stem} (no caption recorded)'))}</figcaption></figure>"
                      for f in figs)
+
+
+def efficiency_html(study_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> str:
+    """The annotation-efficiency section: what was measured (selections, budgets, seeds, from
+    ``summary.json``'s ``efficiency`` rows), then notebook 05's figure :data:`EFFICIENCY_FIGURE`
+    with its recorded caption; a line saying so when no run drew the curve.
+
+    >>> efficiency_html(".", [])
+    '<p>No run of this study drew the annotation-efficiency curve (notebook 04, efficiency_budgets).</p>'
+    """
+    if not rows:
+        return "<p>No run of this study drew the annotation-efficiency curve (notebook 04, efficiency_budgets).</p>"
+    study_dir = Path(study_dir)
+    sels = ", ".join(sorted({str(r["selection"]) for r in rows}))
+    budgets = ", ".join(f"{100 * b:g}%" for b in sorted({float(r["budget"]) for r in rows}))
+    n_seeds = len({r["seed"] for r in rows})
+    text = (f"<p>Object F1 of the final ensemble retrained on the set each suggestion run had annotated at a smaller "
+            f"budget (the loop passes through them on its way to its own budget; 100% is the whole pool). "
+            f"Selections: {_e(sels)}; budgets: {_e(budgets)} of the pool; {n_seeds} seeds. Numbers: "
+            "<code>efficiency</code> in summary.json.</p>")
+    fig = study_dir / "figures" / EFFICIENCY_FIGURE
+    if not fig.is_file():
+        return text + "<p>No figure (notebook 05 did not draw it).</p>"
+    path = study_dir / CAPTIONS_FILE
+    caption = json.loads(path.read_text()).get(EFFICIENCY_FIGURE, "(no caption recorded)") if path.is_file() else \
+        "(no caption recorded)"
+    return (text + f"<figure><img src='figures/{EFFICIENCY_FIGURE}' alt='annotation efficiency'><figcaption>"
+            f"{_e(caption)}</figcaption></figure>")
 
 
 def _overlays_html(study_dir: Path) -> str:
@@ -185,6 +216,8 @@ def write_index(study_dir: str | os.PathLike, summary: dict[str, Any], links: li
         "<h2>Regime and selection</h2>", _context_html(summary),
         "<h2>The paper's table, with this study's arms</h2>",
         paper_table_html(summary.get("paper_table", []), summary.get("paper_source", "")),
+        reproduce.section_html(study_dir),  # only when reproduction.json exists (a rerun of a committed study)
+        "<h2>Annotation efficiency</h2>", efficiency_html(study_dir, summary.get("efficiency", [])),
         "<h2>Figures</h2>", _figures_html(study_dir),
         "<h2>Predictions (overlays)</h2>", _overlays_html(study_dir),
         "<h2>Executed notebooks</h2><ul>", _notebooks_html(study_dir, links), "</ul>",

@@ -248,13 +248,15 @@ def check_suggestion(n_pool: int, *, selection: str, budget: float, k_pick: int,
         initial_fraction=None, seed=seed, k_members=k_members if selection in suggest.MODEL_METHODS else None)
 
 
-def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, variants: list[str] = (), **_: Any) -> None:
+def check_training(*, ntq_scheme: str, ntq_bits: int, n_members: int, variants: list[str] = (),
+                   extra_ntq_bits: list[int] = (), **_: Any) -> None:
     """Parameters of ``04-quantized-training``."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ValueError(f"variants: unknown {unknown}; expected a subset of {list(VARIANTS)}")
     _count("n_members", n_members, 1)
     _bits("ntq_bits", ntq_scheme, ntq_bits)
+    train.check_extra_bits(ntq_scheme, extra_ntq_bits)
 
 
 def _bits(name: str, scheme: str, bits: Any) -> None:
@@ -268,7 +270,7 @@ def _bits(name: str, scheme: str, bits: Any) -> None:
 def check_network(section: str, values: dict[str, Any], scheme: str, bits: int) -> None:
     """The training settings of a per-run notebook, as :class:`qfcn.train.TrainConfig` checks them,
     and its ``disagreement_bits`` / ``size_bits`` (INQ bit-widths); ValueError naming ``<section>.<key>``."""
-    keys = ("crop_size", "batch_size", "lr", "float_steps", "retrain_steps", "bf16")
+    keys = ("crop_size", "batch_size", "lr", "float_steps", "retrain_steps", "retrain_lr", "bf16")
     try:
         train.TrainConfig(model=dict(width=values.get("width"), n_stages=values.get("n_stages")), scheme=scheme,
                           bits=bits, **{k: values[k] for k in keys if k in values})

@@ -13,10 +13,14 @@ Layout (before stamping; :func:`write_metrics` adds ``manifest_hash``, ``params_
      "variants": {"<variant>": {"scheme", "bits", "n_members", "thresholds", "weight_bytes", "file_bytes",
                                  "splits": {"test_a": {"f1", "object_dice", "object_hausdorff", ...,
                                                        "per_image": [...]}, "test_b": {...},
-                                            "train": {...}, "val": {...}}}}}
+                                            "train": {...}, "val": {...}}}}},
+     "efficiency": [{"selection", "quantized", "budget", "n_images", "n_pool", "seed", "f1_a", "f1_b"}, ...]}
+                                                          # only when the run drew the efficiency curve
 
 Scores are pooled GlaS object metrics (docs/method.md §6); bytes are measured packed sizes of one
-network's conv weights (float variants: float32).
+network's conv weights (float variants: float32). ``efficiency`` holds the points of the
+annotation-efficiency curve (:func:`qfcn.score.efficiency_rows`: object F1 of the final ensemble
+retrained at smaller budgets); a record without it is a run that did not draw the curve.
 
 >>> import tempfile, pathlib
 >>> run_dir = pathlib.Path(tempfile.mkdtemp())
@@ -40,12 +44,27 @@ HEADLINE = ("f1", "object_dice", "object_hausdorff")  # the pooled metrics every
 RUN_KEYS = ("name", "seed", "selection", "qsa_scheme", "qsa_bits", "ntq_scheme", "ntq_bits")
 TESTS = ("test_a", "test_b")
 METRICS_FILE = Path("final") / "metrics.json"  # inside a run folder
+#: one point of the annotation-efficiency curve (:func:`qfcn.score.efficiency_rows`); F1 pooled per test part
+EFFICIENCY_KEYS = ("selection", "quantized", "budget", "n_images", "n_pool", "seed", "f1_a", "f1_b")
 
 
 def metrics_record(*, run: dict[str, Any], main: str, n_glands: dict[str, int], size_table: list[dict[str, Any]],
-                   variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ``metrics.json`` record of one run (the layout above, before stamping)."""
-    return {"run": run, "main": main, "n_glands": n_glands, "size_table": size_table, "variants": variants}
+                   variants: dict[str, dict[str, Any]], efficiency: list[dict[str, Any]] | None = None,
+                   retraining: dict[str, Any] | None = None, steps: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``metrics.json`` record of one run (the layout above, before stamping). Optional keys,
+    present only when given: ``efficiency`` (the annotation-efficiency rows), ``retraining``
+    (:func:`qfcn.train.diagnostics.variants_movement`: how far retraining moved the free weights,
+    in grid levels) and ``steps`` (:func:`qfcn.train.variant_steps`: each variant's training
+    steps and the variant it is step-matched to)."""
+    out = {"run": run, "main": main, "n_glands": n_glands, "size_table": size_table, "variants": variants}
+    out.update({k: v for k, v in (("retraining", retraining), ("steps", steps)) if v is not None})
+    if efficiency is not None:
+        for i, row in enumerate(efficiency):
+            missing = [k for k in EFFICIENCY_KEYS if k not in row]
+            if missing:
+                raise ValueError(f"efficiency: row {i} lacks {missing}; expected the keys {list(EFFICIENCY_KEYS)}")
+        out["efficiency"] = [{k: row[k] for k in EFFICIENCY_KEYS} for row in efficiency]
+    return out
 
 
 def write_metrics(path: str | os.PathLike, record: dict[str, Any], *, manifest_hash: str,
@@ -99,3 +118,10 @@ def main_scores(record: dict[str, Any]) -> dict[str, Any]:
     return {"variant": record["main"], "weight_bytes": var.get("weight_bytes"),
             **{split: {k: var["splits"][split][k] for k in HEADLINE}
                for split in TESTS if split in var["splits"]}}
+
+
+def efficiency_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's annotation-efficiency points (``[]`` when it has none), each with the run's
+    ``name`` and ``qsa_bits`` (which suggestion ensemble selected: 32 or None = float) added."""
+    extra = {"name": record["run"].get("name"), "qsa_bits": record["run"].get("qsa_bits")}
+    return [{**extra, **row} for row in record.get("efficiency", [])]

@@ -188,11 +188,43 @@ def selection(study_dir: str | os.PathLike) -> dict[str, Any]:
             "by_run": {k: float(np.mean(v)) for k, v in by_run.items()}}
 
 
+def efficiency_curve(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The annotation-efficiency curve from ``summary.json``'s ``efficiency`` rows: one point per
+    (run configuration ``name``, ``selection``, ``quantized``, ``budget``) and test part: ``share``
+    (mean over seeds of ``n_images / n_pool``, the share of the pool annotated), ``line`` (its
+    label: selection, configuration, float or quantized), ``split`` (and its ``panel`` title) and the F1 interval over seeds
+    (:func:`qfcn.study.contrasts.arm_interval`: ``values``, ``mean``, ``low``, ``high``, ``n``).
+    Sorted by line, then share. A seed listed twice for one point is an error.
+
+    >>> rows = [dict(name="sa", selection="suggestive", quantized=False, budget=0.5, n_images=5, n_pool=10,
+    ...              seed=s, f1_a=f, f1_b=f) for s, f in ((0, 0.6), (1, 0.8))]
+    >>> p = efficiency_curve(rows)[0]
+    >>> p["line"], p["share"], p["split"], p["n"], round(p["mean"], 2)
+    ('suggestive (sa), float', 0.5, 'test_a', 2, 0.7)
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r.get("name"), r["selection"], bool(r["quantized"]), float(r["budget"])), []).append(r)
+    out = []
+    for (name, sel, q, b), g in groups.items():
+        seeds = [r["seed"] for r in g]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"efficiency: seed listed twice for {name} {sel} quantized={q} budget {b}: {seeds}")
+        g = sorted(g, key=lambda r: r["seed"])
+        line = f"{sel}" + (f" ({name})" if name and name != sel else "") + (", quantized" if q else ", float")
+        share = float(np.mean([r["n_images"] / r["n_pool"] for r in g]))
+        out += [dict(name=name, selection=sel, quantized=q, budget=b, line=line, share=share, split=split,
+                     panel=SPLIT_NAMES.get(split, split), seeds=[r["seed"] for r in g], **contrasts.arm_interval([r[f"f1_{split[-1]}"] for r in g], "f1"))
+                for split in TESTS]
+    return sorted(out, key=lambda p: (p["line"], p["split"], p["share"]))
+
+
 def summary(study_dir: str | os.PathLike) -> dict[str, Any]:
     """The content of ``summary.json``: every run's main scores (``runs``), the paired
     ``contrasts`` (:func:`qfcn.study.contrasts.evaluate`, F1, object Dice and object Hausdorff),
     the ``paper_table``, the float networks' ``regime``, the ``selection`` coverage z-score,
-    ``efficiency`` (empty until the budget curve exists), the manifest's ``label_source`` and
+    ``efficiency`` (every run's annotation-efficiency points, :func:`qfcn.study.records.efficiency_rows`;
+    empty when no run drew the curve), the manifest's ``label_source`` and
     ``scale`` when recorded, and the code version."""
     recs = load_run_metrics(study_dir)
     runs_out = [{"run": rec["run"], "run_dir": Path(rec["run_dir"]).name, **records.main_scores(rec),
@@ -201,7 +233,8 @@ def summary(study_dir: str | os.PathLike) -> dict[str, Any]:
     manifest = runs.read_manifest(study_dir) if runs.manifest_path(study_dir).is_file() else {}
     return {"runs": runs_out, "code_version": code_version(), "contrasts": contrasts.evaluate(df),
             "paper_table": paper_table(df), "paper_source": PAPER_SOURCE, "regime": regime(df),
-            "selection": selection(study_dir), "efficiency": [],
+            "selection": selection(study_dir),
+            "efficiency": [row for rec in recs for row in records.efficiency_rows(rec)],
             "data": {k: manifest.get(k) for k in ("label_source", "scale", "hash")}}
 
 

@@ -23,13 +23,17 @@ tested with tiny fixture notebooks.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from traitlets.config import Config
 
 from qfcn.io import ArtifactError, atomic_write_json, param_hash, run_done
 from qfcn.study import cluster, folder, runs
@@ -53,6 +57,28 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+@contextlib.contextmanager
+def kernel_config() -> Iterator[Config]:
+    """The kernel manager's settings for one notebook execution: ZeroMQ over local ``ipc`` sockets
+    in a private temporary folder (removed afterwards) instead of TCP ports on localhost.
+
+    Why: papermill (nbclient, jupyter_client) starts ipykernel with the ``tcp`` transport by
+    default, and ipykernel >= 7 then warns "Kernel is running over TCP without encryption" on every
+    start. IPC sockets are files only this user can reach, so there is nothing to encrypt and no
+    warning. The socket prefix is an ABSOLUTE path (the default ``kernel-ipc`` is relative to
+    the kernel's working directory, the run folder). Windows has no ipc transport: tcp as before.
+
+    >>> with kernel_config() as cfg:
+    ...     cfg.KernelManager.transport == ("tcp" if os.name == "nt" else "ipc")
+    True
+    """
+    if os.name == "nt":
+        yield Config()
+        return
+    with tempfile.TemporaryDirectory(prefix="qfcn-kernel-") as tmp:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
+
+
 def _execute(notebook: str, out_nb: Path, parameters: dict[str, Any], *, progress: bool,
              notebooks_dir: str | os.PathLike | None = None, keep_previous: bool = False) -> None:
     """Execute ``<notebooks_dir>/<notebook>`` into ``out_nb`` (its folder is the kernel's working
@@ -70,8 +96,10 @@ def _execute(notebook: str, out_nb: Path, parameters: dict[str, Any], *, progres
     # kernels inherit this: progress bars in executed notebooks update at most every 30 s
     os.environ["TQDM_MININTERVAL"] = "30"
     try:
-        papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL,
-                                   cwd=str(out_nb.parent), progress_bar=False, log_output=False, report_mode=False)
+        with kernel_config() as config:
+            papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL,
+                                       cwd=str(out_nb.parent), progress_bar=False, log_output=False,
+                                       report_mode=False, config=config)
     except BaseException:
         if keep_previous and target.exists():
             os.replace(target, out_nb.with_name(f"{out_nb.stem}.failed.ipynb"))

@@ -62,8 +62,10 @@ A run that runs here:
 
 from qfcn.train.checkpoints import TrainResult, load_model
 from qfcn.train.config import TrainConfig, extra_steps, float_control_config, lr_at
-from qfcn.train.ensembles import (VARIANTS, derive_variants, pack_variants, post_training_quantize, recalibrate_bn,
-                                  scheme_bits, size_table, train_ensemble)
+from qfcn.train import diagnostics
+from qfcn.train.ensembles import (VARIANTS, check_extra_bits, derive_extra_bits, derive_variants, pack_variants,
+                                  post_training_quantize, recalibrate_bn, scheme_bits, size_table, train_ensemble,
+                                  variant_steps)
 from qfcn.train.loop import train_model
 from qfcn.train.loss import segmentation_loss, validation_scores
 
@@ -71,7 +73,10 @@ __all__ = [
     "VARIANTS",
     "TrainConfig",
     "TrainResult",
+    "check_extra_bits",
+    "derive_extra_bits",
     "derive_variants",
+    "diagnostics",
     "extra_steps",
     "float_control_config",
     "load_model",
@@ -85,4 +90,5 @@ __all__ = [
     "train_ensemble",
     "train_model",
     "validation_scores",
+    "variant_steps",
 ]

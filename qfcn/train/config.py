@@ -173,7 +173,9 @@ def extra_steps(cfg: TrainConfig) -> int:
 def float_control_config(cfg: TrainConfig) -> TrainConfig:
     """The float control of a quantized config: scheme 'float', same everything else, and
     ``control_steps = extra_steps(cfg)`` extra float steps at ``retrain_lr``. Train it with
-    the same ``init`` as the quantized run."""
+    the same ``init`` as the quantized run: it is then the quantized run's step-matched float
+    comparison (the same gradient steps, learning rates and crops, without quantization;
+    docs/method.md §7). The extra steps do not depend on ``cfg.bits``."""
     return dataclasses.replace(cfg, scheme="float", bits=32, control_steps=extra_steps(cfg))
 
 

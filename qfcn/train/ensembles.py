@@ -3,13 +3,18 @@
 The final ensemble is N float members trained on the same images with seeds
 ``data.member_seed(seed, m)``; the NTQ networks and every control the ablations need are derived
 from the SAME float members (docs/method.md §7): :data:`VARIANTS` names the controls,
-:func:`derive_variants` trains / quantizes them, :func:`scheme_bits` says which grid each
-variant's weights lie on, :func:`pack_variants` and :func:`size_table` measure packed sizes.
+:func:`derive_variants` trains / quantizes them, :func:`derive_extra_bits` adds NTQ at further
+bit-widths (``ntq<b>``, each with its step-matched ``float_control<b>``), :func:`variant_steps`
+records how many gradient steps each variant had (the float control is step-matched to its NTQ),
+:func:`scheme_bits` says which grid each variant's weights lie on, :func:`pack_variants` and
+:func:`size_table` measure packed sizes.
 
 >>> scheme_bits("float_control", "inq", 5), scheme_bits("ptq_bn", "inq", 5), scheme_bits("uniform", "inq", 5)
 (('float', 32), ('inq', 5), ('uniform', 5))
 >>> scheme_bits("ntq", "inq", 32)  # 32 bits: a float run
 ('float', 32)
+>>> scheme_bits("ntq7", "inq", 32), scheme_bits("float_control7", "inq", 5)  # extra bit-widths
+(('inq', 7), ('float', 32))
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,11 +33,13 @@ from torch.utils.data import default_collate
 
 from qfcn import data, infer, quant
 from qfcn.train.checkpoints import TrainResult
-from qfcn.train.config import TrainConfig, float_control_config
+from qfcn.train.config import TrainConfig, extra_steps, float_control_config
 from qfcn.train.loop import train_model
 
 #: controls derived from the float members of notebook 04 (its ``variants`` parameter).
 VARIANTS = ("float_control", "other_scheme", "ptq", "ptq_bn")
+#: names of the ensembles :func:`derive_extra_bits` adds for bit-width ``<b>``.
+_EXTRA = re.compile(r"(ntq|float_control)([0-9]+)")
 
 
 def train_ensemble(samples: Sequence[Any], cfg: TrainConfig, *, k: int, out_dir: str | os.PathLike,
@@ -112,11 +120,15 @@ def scheme_bits(name: str, ntq_scheme: str, ntq_bits: int) -> tuple[str, int]:
     """(scheme, bits) of the weights of variant ``name`` in a run with NTQ ``ntq_scheme``/``ntq_bits``.
 
     'float' and 'float_control' are float (32); 'ntq', 'ptq', 'ptq_bn' and 'single' are on
-    the NTQ grid (float when the run is not quantized); any other name is the other scheme
-    (e.g. 'uniform') at ``ntq_bits``.
+    the NTQ grid (float when the run is not quantized); 'ntq<b>' is ``ntq_scheme`` at b bits
+    and 'float_control<b>' float (:func:`derive_extra_bits`); any other name is the other
+    scheme (e.g. 'uniform') at ``ntq_bits``.
     """
     if name in ("float", "float_control"):
         return "float", 32
+    extra = _EXTRA.fullmatch(name)
+    if extra:  # derive_extra_bits: 'ntq<b>' on the NTQ scheme at b bits, 'float_control<b>' float
+        return ("float", 32) if extra[1] == "float_control" else quant.check_scheme(ntq_scheme, int(extra[2]))
     if name in ("ntq", "ptq", "ptq_bn", "single"):
         return (ntq_scheme, ntq_bits) if _quantized(ntq_scheme, ntq_bits) else ("float", 32)
     return name, ntq_bits
@@ -129,7 +141,9 @@ def derive_variants(float_members: Sequence[TrainResult], train_set: Sequence[An
 
     Keys, in order: 'float' (the members' models), then for a quantized ``ntq_cfg``: 'ntq'
     (``ntq_cfg`` from the float weights, in ``out_dir/ntq``) and the requested ``variants``:
-    'float_control' (:func:`float_control_config`: the same extra steps, float), the other
+    'float_control' (:func:`float_control_config`: the step-matched float comparison of 'ntq',
+    i.e. the same ``extra_steps(ntq_cfg)`` gradient steps at ``retrain_lr`` from the same float
+    weights, without quantization; :func:`variant_steps` records this), the other
     scheme under its own name ('uniform' for INQ runs, 'inq' otherwise), 'ptq'
     (:func:`post_training_quantize`, no retraining) and 'ptq_bn' (PTQ then
     :func:`recalibrate_bn` with ``ntq_cfg``'s crops and seed); last 'single': the main
@@ -140,14 +154,11 @@ def derive_variants(float_members: Sequence[TrainResult], train_set: Sequence[An
     if unknown:
         raise ValueError(f"variants: unknown {unknown}; expected a subset of {list(VARIANTS)}")
     out_dir = Path(out_dir)
-    float_paths = [str(r.final_path) for r in float_members]
     ensembles: dict[str, list[nn.Module]] = {"float": [r.model for r in float_members]}
     quantized = ntq_cfg.scheme != "float"
 
     def derived(cfg: TrainConfig, name: str) -> list[nn.Module]:
-        rs = train_ensemble(train_set, cfg, k=n_members, out_dir=out_dir / name, bootstrap=False,
-                            init=float_paths, warm_start=False, progress=progress)
-        return [r.model for r in rs]
+        return _derived(float_members, train_set, cfg, n_members, out_dir / name, progress)
 
     if quantized:
         ensembles["ntq"] = derived(ntq_cfg, "ntq")
@@ -164,6 +175,92 @@ def derive_variants(float_members: Sequence[TrainResult], train_set: Sequence[An
                 ensembles["ptq_bn"] = [recalibrate_bn(copy.deepcopy(q), train_set, ntq_cfg) for q in ptq]
     ensembles["single"] = ensembles["ntq" if quantized else "float"][:1]
     return ensembles
+
+
+def _derived(float_members: Sequence[TrainResult], train_set: Sequence[Any], cfg: TrainConfig, n_members: int,
+             out_dir: Path, progress: bool) -> list[nn.Module]:
+    """``cfg`` trained from each float member's final weights (no float phase, no bootstrap)."""
+    rs = train_ensemble(train_set, cfg, k=n_members, out_dir=out_dir, bootstrap=False,
+                        init=[str(r.final_path) for r in float_members], warm_start=False, progress=progress)
+    return [r.model for r in rs]
+
+
+def check_extra_bits(scheme: str, bits: Sequence[int]) -> list[int]:
+    """Notebook 04's ``extra_ntq_bits`` for NTQ scheme ``scheme``: a list of distinct quantized
+    bit-widths (:func:`qfcn.quant.check_scheme`); ValueError naming the parameter otherwise.
+
+    >>> check_extra_bits("inq", [7, 6]), check_extra_bits("float", [])
+    ([7, 6], [])
+    """
+    if not isinstance(bits, (list, tuple)):
+        raise ValueError(f"extra_ntq_bits: expected a list of bit-widths, got {bits!r}")
+    bits = list(bits)
+    if len(set(bits)) != len(bits):
+        raise ValueError(f"extra_ntq_bits: expected distinct bit-widths, got {bits}")
+    for b in bits:
+        try:
+            pair = quant.check_scheme(scheme, b)
+        except ValueError as exc:
+            raise ValueError(f"extra_ntq_bits={bits}: {exc}") from None
+        if pair[0] == "float":
+            raise ValueError(f"extra_ntq_bits={bits}: NTQ at {b} bits needs ntq_scheme 'inq' or 'uniform' and bits "
+                             f"in 2..8, got ntq_scheme {scheme!r}")
+    return bits
+
+
+def derive_extra_bits(float_members: Sequence[TrainResult], train_set: Sequence[Any], cfg: TrainConfig, *,
+                      scheme: str, bits: Sequence[int], n_members: int, out_dir: str | os.PathLike,
+                      progress: bool = True) -> dict[str, list[nn.Module]]:
+    """NTQ at further bit-widths from the same float members, each with its step-matched float control.
+
+    For each ``b`` of ``bits`` (:func:`check_extra_bits`), in order: 'ntq<b>' (``cfg`` with
+    ``scheme``/``b``, trained like 'ntq' in :func:`derive_variants`, in ``out_dir/ntq<b>``; the
+    main 'ntq' folder when ``(scheme, b)`` is ``cfg``'s own) and 'float_control<b>'
+    (:func:`float_control_config` of it: the same extra steps, float). ``cfg`` is the run's NTQ
+    or float config; only its scheme/bits are replaced, so a float run (SA) gets SA+NTQ-b from
+    its own float members. The float control's extra steps do not depend on the bit-width, so
+    every 'float_control<b>' is the same training as 'float_control' and shares its folder
+    ``out_dir/float_control`` (trained once, reused). Empty ``bits``: ``{}``.
+    """
+    bits = check_extra_bits(scheme, bits)
+    out_dir = Path(out_dir)
+    out: dict[str, list[nn.Module]] = {}
+    for b in bits:
+        qcfg = dataclasses.replace(cfg, scheme=scheme, bits=b, control_steps=0)
+        own = (cfg.scheme, cfg.bits) == (qcfg.scheme, qcfg.bits)
+        out[f"ntq{b}"] = _derived(float_members, train_set, qcfg, n_members, out_dir / ("ntq" if own else f"ntq{b}"),
+                                  progress)
+        out[f"float_control{b}"] = _derived(float_members, train_set, float_control_config(qcfg), n_members,
+                                            out_dir / "float_control", progress)
+    return out
+
+
+def variant_steps(names: Sequence[str], cfg: TrainConfig, scheme: str) -> dict[str, dict[str, Any]]:
+    """Gradient steps of each variant's members, for the record (docs/method.md §7).
+
+    ``cfg``: the run's NTQ config (its float config for a float run); ``scheme``: the scheme of
+    'ntq<b>'. Per name: ``float_steps`` (the shared float phase), ``extra_steps`` after it (at
+    ``retrain_lr``; 0 for 'float', 'ptq', 'ptq_bn', whose batch-norm re-estimation takes no
+    gradient step), and ``step_matched_to``: for 'float_control' / 'float_control<b>' the NTQ
+    ensemble whose extra steps it repeats in float ('ntq' / 'ntq<b>'), else None.
+
+    >>> cfg = TrainConfig(scheme="inq", bits=5, retrain_steps=10)
+    >>> variant_steps(["float", "ntq", "float_control", "ntq7", "ptq"], cfg, "inq")["float_control"]
+    {'float_steps': 200, 'extra_steps': 30, 'step_matched_to': 'ntq'}
+    """
+    main = "ntq" if cfg.scheme != "float" else "float"
+    out = {}
+    for name in names:
+        extra = _EXTRA.fullmatch(name)
+        base = name if name != "single" else main
+        if extra:
+            n = extra_steps(dataclasses.replace(cfg, scheme=scheme, bits=int(extra[2]), control_steps=0))
+            matched = f"ntq{extra[2]}" if extra[1] == "float_control" else None
+        else:
+            n = 0 if base in ("float", "ptq", "ptq_bn") else extra_steps(cfg)
+            matched = "ntq" if base == "float_control" else None
+        out[name] = dict(float_steps=cfg.float_steps, extra_steps=n, step_matched_to=matched)
+    return out
 
 
 def pack_variants(ensembles: dict[str, list[nn.Module]], out_dir: str | os.PathLike, ntq_scheme: str,

@@ -17,7 +17,7 @@ def _scores(f1, image_f1s=()):
 
 
 def make_run(study, folder, *, name, seed, f1, selection="suggestive", qsa_bits=32, ntq_bits=32, main="float",
-             extra=None, manifest="m", point=True, train=None):
+             extra=None, manifest="m", point=True, train=None, efficiency=None):
     """A run folder with a metrics record; ``f1`` = (test A, test B) of the main variant,
     ``extra`` = {variant: (test A, test B)}; ``train``: the float variant's training-image F1."""
     variants = {}
@@ -32,7 +32,7 @@ def make_run(study, folder, *, name, seed, f1, selection="suggestive", qsa_bits=
     rec = records.metrics_record(
         run={"name": folder, "seed": seed, "selection": selection, "qsa_scheme": "inq", "qsa_bits": qsa_bits,
              "ntq_scheme": "inq", "ntq_bits": ntq_bits, "n_members": 2},
-        main=main, n_glands={"test_a": 40, "test_b": 200}, size_table=[], variants=variants)
+        main=main, n_glands={"test_a": 40, "test_b": 200}, size_table=[], variants=variants, efficiency=efficiency)
     run_dir = study / "runs" / folder
     records.write_metrics(run_dir / "final" / "metrics.json", rec, manifest_hash=manifest, params={"seed": seed})
     if point:
@@ -161,7 +161,8 @@ def test_notebook_05_reports_a_one_run_study(tmp_path, monkeypatch):
 
     atomic_write_json(tmp_path / "data" / "manifest.json", {"hash": "m"})
     make_run(tmp_path, "qsa5-ntq5-s0", name="qsa5-ntq5", seed=0, f1=(0.79, 0.7), qsa_bits=5, ntq_bits=5, main="ntq",
-             extra={"float": (0.81, 0.7), "float_control": (0.8, 0.69), "single": (0.7, 0.6)}, train=0.9)
+             extra={"float": (0.81, 0.7), "float_control": (0.8, 0.69), "single": (0.7, 0.6)}, train=0.9,
+             efficiency=_eff_rows("suggestive", 0, True, 0.05))
     here = str(Path(__file__).resolve().parents[2])  # the kernel imports this checkout's qfcn
     monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = tmp_path / "05.ipynb"
@@ -173,3 +174,56 @@ def test_notebook_05_reports_a_one_run_study(tmp_path, monkeypatch):
     assert "NTQ-5 vs its float control (same extra steps) [qsa5-ntq5], Test A F1: −0.010 from n = 1 seed" in text
     assert (tmp_path / "figures" / "main_results.png").is_file()
     assert json.loads((tmp_path / "ablations.json").read_text())["contrasts"]
+    assert (tmp_path / "figures" / "efficiency.png").is_file()  # one seed: points without intervals
+    assert "n = 1 seeds" in json.loads((tmp_path / "figure_captions.json").read_text())["efficiency.png"]
+
+
+# ------------------------------------------------------------------ the annotation-efficiency curve
+def _eff_rows(selection, seed, quantized, d=0.0):
+    """Points of one run: budgets 0.1, 0.3, 0.5 and 1.0 of a 20-image pool, float (and quantized)."""
+    sizes = {0.1: 2, 0.3: 6, 0.5: 10, 1.0: 20}
+    return [dict(selection=selection, quantized=q, budget=b, n_images=n, n_pool=20, seed=seed,
+                 f1_a=0.5 + 0.3 * b + d + 0.01 * seed, f1_b=0.4 + 0.3 * b + d)
+            for b, n in sizes.items() for q in ((False, True) if quantized else (False,))]
+
+
+def test_metrics_record_round_trips_with_and_without_efficiency(tmp_path):
+    base = dict(run={"name": "r", "seed": 0}, main="float", n_glands={}, size_table=[], variants={})
+    assert "efficiency" not in records.metrics_record(**base)  # today's records are unchanged
+    rows = _eff_rows("random", 0, False)
+    records.write_metrics(tmp_path / "final" / "metrics.json", records.metrics_record(**base, efficiency=rows),
+                          manifest_hash="m", params={})
+    back = records.read_metrics(tmp_path)
+    assert back["efficiency"] == rows
+    assert records.efficiency_rows(back)[0] == {"name": "r", "qsa_bits": None, **rows[0]}
+    assert records.efficiency_rows({"run": {"name": "r"}}) == []
+    with pytest.raises(ValueError, match=r"efficiency: row 0 lacks \['f1_b'\]"):
+        records.metrics_record(**base, efficiency=[{k: v for k, v in rows[0].items() if k != "f1_b"}])
+
+
+def test_summary_efficiency_collects_every_run_s_points_and_the_curve_averages_seeds(tmp_path):
+    study = tmp_path
+    atomic_write_json(study / "data" / "manifest.json", {"hash": "m"})
+    for seed in (0, 1, 2):
+        make_run(study, f"sa-s{seed}", name="sa", seed=seed, f1=(0.8, 0.7), efficiency=_eff_rows("suggestive", seed, False))
+        make_run(study, f"qsa5-s{seed}", name="qsa5", seed=seed, f1=(0.8, 0.7), qsa_bits=5, ntq_bits=5, main="ntq",
+                 extra={"float": (0.8, 0.7)}, efficiency=_eff_rows("suggestive", seed, True, 0.02))
+        make_run(study, f"random-s{seed}", name="random", seed=seed, f1=(0.7, 0.6), selection="random")
+    s = report.summary(study)
+    assert len(s["efficiency"]) == 3 * (4 + 8)  # the random runs drew no curve
+    assert {r["name"] for r in s["efficiency"]} == {"sa", "qsa5"}
+    assert {k for r in s["efficiency"] for k in r} >= {"selection", "quantized", "budget", "seed", "f1_a", "f1_b"}
+    curve = report.efficiency_curve(s["efficiency"])
+    assert sorted({p["line"] for p in curve}) == ["suggestive (qsa5), float", "suggestive (qsa5), quantized",
+                                                  "suggestive (sa), float"]
+    p = next(p for p in curve if p["line"] == "suggestive (sa), float" and p["budget"] == 0.3 and p["split"] == "test_a")
+    assert p["share"] == pytest.approx(0.3) and p["n"] == 3 and p["seeds"] == [0, 1, 2]
+    assert p["values"] == pytest.approx([0.59, 0.60, 0.61]) and p["mean"] == pytest.approx(0.60)
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert (p["low"], p["high"]) == pytest.approx((0.60 - half, 0.60 + half))
+    with pytest.raises(ValueError, match="seed listed twice"):
+        report.efficiency_curve(s["efficiency"] + s["efficiency"][:1])
+    report.write_report(study)
+    page = (study / "index.html").read_text()
+    assert "<h2>Annotation efficiency</h2>" in page and "budgets: 10%, 30%, 50%, 100% of the pool; 3 seeds" in page
+    assert "notebook 05 did not draw it" in page

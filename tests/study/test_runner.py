@@ -133,6 +133,7 @@ def test_bad_chain_parameters_fail_before_any_run(point, match):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the whole default chain: tens of minutes on a busy 2-core machine
 def test_notebooks_run_top_to_bottom_with_their_defaults(tmp_path):
     """What a JupyterLab user gets: every notebook's default parameters, in order (only the
     folders are moved out of the project's runs/default). Several minutes: marked slow."""

@@ -55,3 +55,16 @@ def test_lr_schedules():
     assert train.lr_at("poly", 1.0, 5, 10) == pytest.approx(0.5 ** 0.9)
     with pytest.raises(ValueError):
         train.lr_at("linear", 1.0, 0, 1)
+
+
+def test_retrain_lr_drives_the_retraining_and_the_float_control_alike():
+    """Notebook 04's ``retrain_lr``: every retraining phase and the step-matched float control run at it,
+    and the default (1e-4, written 0.0001 in the notebook) leaves a config's identity unchanged."""
+    assert train.TrainConfig(retrain_lr=0.0001).identity() == train.TrainConfig().identity()
+    inq = train.TrainConfig(scheme="inq", bits=5, retrain_steps=10, retrain_lr=3e-3)
+    ctl = train.float_control_config(inq)
+    assert ctl.retrain_lr == 3e-3
+    assert {p.lr for p in _plan(inq, True)} == {p.lr for p in _plan(ctl, True)} == {3e-3}
+    assert sum(p.steps for p in _plan(ctl, True)) == sum(p.steps for p in _plan(inq, True)) == 30
+    with pytest.raises(ValueError, match="retrain_lr"):
+        train.TrainConfig(retrain_lr=0)

@@ -9,6 +9,7 @@ from train_tiny import TINY, make_samples, tiny_cfg
 
 from qfcn import data, quant, train
 from qfcn.models import SAFCN
+from qfcn.train import diagnostics, ensembles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,6 +83,9 @@ def test_scheme_bits():
     assert [train.scheme_bits(n, "inq", 5) for n in ("ntq", "ptq", "ptq_bn", "single")] == [("inq", 5)] * 4
     assert train.scheme_bits("uniform", "inq", 5) == ("uniform", 5)
     assert train.scheme_bits("ntq", "float", 5) == train.scheme_bits("single", "uniform", 32) == ("float", 32)
+    assert train.scheme_bits("ntq7", "inq", 5) == train.scheme_bits("ntq7", "inq", 32) == ("inq", 7)
+    assert train.scheme_bits("ntq3", "uniform", 5) == ("uniform", 3)
+    assert train.scheme_bits("float_control7", "inq", 5) == ("float", 32)
 
 
 def test_derive_variants_from_the_same_float_members(samples, tmp_path):
@@ -129,3 +133,67 @@ def test_size_table_on_a_tiny_model(tmp_path):
         assert r["weight_ratio"] == r["float32_weight_bytes"] / r["weight_bytes"]
         assert r["float32_weight_bytes"] == rows[0]["float32_weight_bytes"]
     assert rows[0]["weight_ratio"] == pytest.approx(4.0, rel=0.05)  # 8-bit codes: a quarter of float32
+
+
+# ------------------------------------------------------------------ extra bit-widths
+def test_check_extra_bits():
+    assert ensembles.check_extra_bits("inq", []) == [] == ensembles.check_extra_bits("float", [])
+    assert ensembles.check_extra_bits("uniform", (7, 3)) == [7, 3]
+    for scheme, bad, match in (("inq", [7, 7], "distinct"), ("inq", [32], "needs ntq_scheme"), ("inq", [9], "bits=9"),
+                               ("float", [5], "extra_ntq_bits"), ("inq", 7, "a list"), ("inq", [7.0], "int")):
+        with pytest.raises(ValueError, match=match):
+            ensembles.check_extra_bits(scheme, bad)
+
+
+def test_derive_extra_bits_from_the_same_float_members(samples, tmp_path):
+    ntq = tiny_cfg(scheme="inq", bits=5, float_steps=2, retrain_steps=1, ckpt_every=50)
+    float_cfg = train.TrainConfig.from_dict({**ntq.to_dict(), "scheme": "float", "bits": 32})
+    members = train.train_ensemble(samples, float_cfg, k=2, out_dir=tmp_path / "float", bootstrap=False,
+                                   progress=False)
+    ens = train.derive_variants(members, samples, ntq, n_members=2, variants=["float_control"], out_dir=tmp_path,
+                                progress=False)
+    assert ensembles.derive_extra_bits(members, samples, ntq, scheme="inq", bits=[], n_members=2,
+                                       out_dir=tmp_path) == {}
+    extra = ensembles.derive_extra_bits(members, samples, ntq, scheme="inq", bits=[7, 5], n_members=2,
+                                        out_dir=tmp_path, progress=False)
+    assert list(extra) == ["ntq7", "float_control7", "ntq5", "float_control5"]
+    assert all(len(v) == 2 for v in extra.values())
+    same = [(extra["ntq5"], ens["ntq"]), (extra["float_control7"], ens["float_control"]),
+            (extra["float_control5"], ens["float_control"])]
+    for a, b in same:  # same config, same folder: reused, not retrained
+        assert all(torch.equal(x.stem[0].weight, y.stem[0].weight) for x, y in zip(a, b))
+    assert not (tmp_path / "ntq5").exists() and not (tmp_path / "float_control7").exists()
+    # ntq7 starts from the same float members (its first partition is theirs, on the 7-bit grid) ...
+    moved = diagnostics.variants_movement({**ens, **extra}, ntq, "inq")
+    assert [(k, v["scheme"], v["bits"], v["overall"]["frozen_changed"]) for k, v in moved.items()] == [
+        ("ntq", "inq", 5, 0), ("ntq7", "inq", 7, 0), ("ntq5", "inq", 5, 0)]
+    sizes = train.pack_variants({"ntq7": extra["ntq7"]}, tmp_path / "packed", "inq", 5)  # raises off the grid
+    assert (sizes["ntq7"]["scheme"], sizes["ntq7"]["bits"]) == ("inq", 7)
+    # ... and its float control gets exactly its extra steps, float
+    phases = {}
+    for name in ("ntq7", "float_control"):
+        done = torch.load(tmp_path / name / "member_1" / "final.pt", weights_only=True)
+        phases[name] = [h["phase"] for h in done["history"] if "loss" in h]
+    assert phases == {"ntq7": ["inq_1", "inq_2", "inq_3"], "float_control": ["control"] * 3}
+    steps = ensembles.variant_steps(list(ens) + list(extra), ntq, "inq")
+    assert steps["float_control7"] == dict(float_steps=2, extra_steps=3, step_matched_to="ntq7")
+    assert steps["ntq7"]["extra_steps"] == steps["ntq"]["extra_steps"] == 3 and steps["float"]["extra_steps"] == 0
+    assert steps["single"] == steps["ntq"] and steps["float_control"]["step_matched_to"] == "ntq"
+
+
+def test_derive_extra_bits_for_a_float_run(samples, tmp_path):
+    """SA+NTQ-b: a float run (the SA arm) derives NTQ at b bits from its own float members."""
+    float_cfg = tiny_cfg(float_steps=2, retrain_steps=1, ckpt_every=50)
+    members = train.train_ensemble(samples, float_cfg, k=1, out_dir=tmp_path / "float", bootstrap=False,
+                                   progress=False)
+    extra = ensembles.derive_extra_bits(members, samples, float_cfg, scheme="uniform", bits=[6], n_members=1,
+                                        out_dir=tmp_path, progress=False)
+    assert list(extra) == ["ntq6", "float_control6"]
+    assert train.scheme_bits("ntq6", "uniform", 32) == ("uniform", 6)
+    moved = diagnostics.variants_movement({"float": [m.model for m in members], **extra}, float_cfg, "uniform")
+    assert list(moved) == ["ntq6"] and (moved["ntq6"]["scheme"], moved["ntq6"]["bits"]) == ("uniform", 6)
+    assert moved["ntq6"]["overall"]["free_fraction"] == 1.0
+    assert train.pack_variants(extra, tmp_path / "packed", "uniform", 32)["ntq6"]["bits"] == 6  # on its grid
+    steps = ensembles.variant_steps(["float", "single", *extra], float_cfg, "uniform")
+    assert steps["float"]["extra_steps"] == steps["single"]["extra_steps"] == 0
+    assert steps["ntq6"]["extra_steps"] == steps["float_control6"]["extra_steps"] == 3
