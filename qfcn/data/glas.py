@@ -220,8 +220,9 @@ def read_grades(root: str | os.PathLike) -> dict[str, str]:
     names are the loader's (:func:`canonical_name`: ``Train_01`` -> ``train_1``)."""
     path = Path(root) / GRADE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (GlaS grades; pass require_grades=False to load "
-                                f"without it, grades become '{UNKNOWN_GRADE}')")
+        raise FileNotFoundError(f"{path} not found (GlaS grades; to load without it, set "
+                                f"'data: {{require_grades: false}}' in the params file, or require_grades=False "
+                                f"in Python; grades then become '{UNKNOWN_GRADE}')")
     try:
         rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

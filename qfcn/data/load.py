@@ -200,4 +200,5 @@ def load_from_manifest(manifest: Mapping[str, Any]) -> GlasDataset:
     if data_hash(got, manifest["scale"], manifest["label_source"], manifest["val"]) != manifest["hash"]:
         raise ValueError("data manifest: 'hash' does not match its files, scale, label_source and val "
                          "(edited by hand?): rerun the data step 01-data")
-    return load_glas(root, scale=manifest["scale"], labels=manifest["label_source"], val_names=manifest["val"])
+    return load_glas(root, scale=manifest["scale"], labels=manifest["label_source"], val_names=manifest["val"],
+                     require_grades=manifest.get("require_grades", True))

@@ -90,12 +90,14 @@ def prepare_glas(root: str | os.PathLike, *, synthetic: bool, params: Mapping[st
     grades = read_grades(root) if (Path(root) / GRADE_FILE).is_file() else {}
     val = carve_validation(train, [grades.get(n, UNKNOWN_GRADE) for n in train], params["val_fraction"],
                            params["seed"])
-    dataset = load_glas(root, scale=params["scale"], labels=params["labels"], val_names=val)
+    dataset = load_glas(root, scale=params["scale"], labels=params["labels"], val_names=val,
+                        require_grades=params.get("require_grades", True))
     files = file_entries(root)
     files_hash = json_hash(files)
     parts = {"train": dataset.train, "val": dataset.val, "test_a": dataset.test_a, "test_b": dataset.test_b}
     counts = {k: {"images": len(v), "glands": sum(s.n_glands for s in v)} for k, v in parts.items()}
     record = {"glas_root": str(root), "synthetic": synthetic, "params": dict(params),
+              "require_grades": bool(params.get("require_grades", True)),
               "contour_width_px": contour_width_px, "scale": float(params["scale"]),
               "label_source": params["labels"], "val": val, "files": files, "files_hash": files_hash,
               "counts": counts, "hash": data_hash(files_hash, params["scale"], params["labels"], val)}

@@ -97,3 +97,15 @@ def test_load_from_manifest_refuses_old_changed_or_edited(glas_writer):
     (given / "Grade.csv").write_text((given / "Grade.csv").read_text().replace("adenomatous", "healthy", 1))
     with pytest.raises(data.GlasFormatError, match=r"files differ from the data manifest's"):
         data.load_from_manifest(record)
+
+
+def test_a_folder_without_grades_is_refused_with_a_params_file_hint_or_loaded_on_request(glas_writer):
+    root = glas_writer(grades=False)
+    params = {**PARAMS, "glas_dir": str(root), "scale": 1.0, "val_fraction": 0.34}
+    with pytest.raises(FileNotFoundError, match=r"Grade\.csv not found .*'data: \{require_grades: false\}' in the params file"):
+        data.prepare_glas(root, synthetic=False, params=params, contour_width_px=3)
+    ds, record = data.prepare_glas(root, synthetic=False, params={**params, "require_grades": False},
+                                   contour_width_px=3)
+    assert record["require_grades"] is False and {s.grade for s in ds.test_a} == {"unknown"}
+    again = data.load_from_manifest(record)  # the later steps load it the same way
+    assert [s.name for s in again.train] == [s.name for s in ds.train]
