@@ -36,6 +36,10 @@ from qfcn.data.synth import make_glas
 
 #: the synthetic GlaS is always written at GlaS size; the working scale is applied on load
 SYNTHETIC_WRITE_SCALE = 1.0
+#: the data step's accepted working scales (closed interval) and largest validation share; the
+#: params-file schema (:mod:`qfcn.study.schema`) applies the same bounds before any run starts
+SCALE_RANGE = (0.05, 2.0)
+VAL_FRACTION_MAX = 0.5
 
 
 def check_data_params(root: str | os.PathLike, *, glas_dir: str, n_train: Any, n_test_a: Any, n_test_b: Any,
@@ -45,10 +49,11 @@ def check_data_params(root: str | os.PathLike, *, glas_dir: str, n_train: Any, n
     ``glas_dir`` (resolved to ``root``) must be a folder, otherwise the synthetic set's sizes must
     be positive integers and ``difficulty`` in [0, 1]. Raises ``FileNotFoundError`` /
     ``ValueError`` naming the parameter."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 2.0:
-        raise ValueError(f"scale={scale!r}: expected a value in [0.05, 2]")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction <= 0.5:
-        raise ValueError(f"val_fraction={val_fraction!r}: expected a value in (0, 0.5]")
+    lo, hi = SCALE_RANGE
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not lo <= scale <= hi:
+        raise ValueError(f"scale={scale!r}: expected a value in [{lo:g}, {hi:g}]")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction <= VAL_FRACTION_MAX:
+        raise ValueError(f"val_fraction={val_fraction!r}: expected a value in (0, {VAL_FRACTION_MAX:g}]")
     if labels not in LABEL_SOURCES:
         raise ValueError(f"labels={labels!r}: expected one of {list(LABEL_SOURCES)}")
     if glas_dir:

@@ -26,17 +26,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
+from qfcn.data.prepare import SCALE_RANGE, VAL_FRACTION_MAX
+
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 # declared ranges, applied to a parameter of this name wherever a notebook declares it
 BOUNDS: dict[str, dict[str, float]] = {
     "width": {"gt": 0.0}, "n_stages": {"ge": 1, "le": 8}, "crop_size": {"ge": 16}, "batch_size": {"ge": 1},
     "lr": {"gt": 0.0}, "float_steps": {"ge": 1}, "retrain_steps": {"ge": 0}, "round_float_steps": {"ge": 0},
     "k_members": {"ge": 2}, "n_members": {"ge": 1}, "k_pick": {"ge": 1}, "k_candidates": {"ge": 1},
-    "n_train": {"ge": 1}, "n_test_a": {"ge": 1}, "n_test_b": {"ge": 1}, "scale": {"ge": 0.05, "le": 2.0},
+    "n_train": {"ge": 1}, "n_test_a": {"ge": 1}, "n_test_b": {"ge": 1}, "scale": {"ge": SCALE_RANGE[0], "le": SCALE_RANGE[1]},
     "difficulty": {"ge": 0.0, "le": 1.0}, "contour_width": {"ge": 1}, "min_area": {"ge": 0},
     "min_glands": {"ge": 0}, "n_preview": {"ge": 0}, "n_show": {"ge": 0}, "n_overlays": {"ge": 0},
     "n_disagreement_images": {"ge": 0}, "seed": {"ge": 0},
-    "budget": {"gt": 0.0, "le": 1.0}, "initial_fraction": {"gt": 0.0, "lt": 1.0}, "val_fraction": {"gt": 0.0, "lt": 1.0},
+    "budget": {"gt": 0.0, "le": 1.0}, "initial_fraction": {"gt": 0.0, "lt": 1.0}, "val_fraction": {"gt": 0.0, "le": VAL_FRACTION_MAX},
 }
 BATCH_KEYS = ("seeds", "runs", "grid")
 

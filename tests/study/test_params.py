@@ -29,6 +29,7 @@ def _write(tmp_path, obj):
     ({"data": {"n_trian": 3}}, r"data.n_trian: unknown key 'n_trian'; expected one of \[.*'n_train'"),
     ({"data": {"n_train": "3"}}, r"data.n_train = '3': expected int \(like the notebook default 24\)"),
     ({"data": {"scale": True}}, r"data.scale = True: expected float"),
+    ({"data": {"val_fraction": 0.7}}, r"data.val_fraction = 0.7: .*0.5"),  # the data step's own bound, up front
     ({"datta": {}}, r"datta: unknown section 'datta'"),
     ({"data": {"study_dir": "x"}}, r"data.study_dir: 'study_dir' is set by the runner"),
     ({"batch": {"grid": {"ntq_bitz": [5]}}}, r"batch.grid.ntq_bitz: unknown key 'ntq_bitz'"),
