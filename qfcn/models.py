@@ -26,7 +26,8 @@ stride (``reflect``, or ``replicate`` when the image is too small to reflect) an
 logits are cropped back. Every conv is followed by BatchNorm (except the heads and the
 upsampling transposed convs). Channels-last memory format and bfloat16 autocast are the
 caller's options (``model.to(memory_format=torch.channels_last)``,
-``torch.autocast(device_type, dtype=torch.bfloat16)``); the logits are always float32.
+``torch.autocast(device_type, dtype=torch.bfloat16)``); the upsampling transposed convs always
+run in float32 (on CPU their bfloat16 kernel is about 4x slower), and the logits are float32.
 
 Example:
     >>> import torch
@@ -132,7 +133,10 @@ class _UpBranch(nn.Module):
         if self.stride == 1:
             return y
         if self.up is not None:
-            return self.up(y)
+            # float32 even inside bf16 autocast: oneDNN has no fast bf16 grouped transposed
+            # conv on CPU (4x slower than float32, benchmarks/results/throughput.json)
+            with torch.autocast(y.device.type, enabled=False):
+                return self.up(y.float())
         return F.interpolate(y, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
 

@@ -161,3 +161,21 @@ def test_bad_inputs(small: SAFCN) -> None:
         small(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="empty"):
         small.descriptor(torch.rand(1, 3, 0, 32))
+
+
+def test_upsampling_runs_in_float32_inside_bf16_autocast():
+    """oneDNN's bf16 grouped transposed conv is ~4x slower on CPU than float32: the upsampling
+    branches opt out of autocast (the rest of the network still runs in bf16)."""
+    from qfcn.models import _UpBranch
+    net = SAFCN(width=0.125, n_stages=3).train()
+    seen = []
+    for m in net.modules():
+        if isinstance(m, _UpBranch) and m.up is not None:
+            m.up.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].dtype, out.dtype)))
+            m.reduce.register_forward_hook(lambda mod, inp, out: seen.append(("reduce", out.dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        obj, _ = net(torch.rand(2, 3, 32, 32))
+    ups = [s for s in seen if s[0] != "reduce"]
+    assert len(ups) == 2 and all(s == (torch.float32, torch.float32) for s in ups)
+    assert all(dt == torch.bfloat16 for tag, dt in seen if tag == "reduce")
+    assert obj.dtype == torch.float32
