@@ -1,7 +1,7 @@
 """The study's comparisons, declared as data in one place, and their paired statistics
 (docs/method.md §7).
 
-* :data:`RUN_NAMES`: arm -> the batch-point name (params file ``batch.runs[].name``) that runs it.
+* :data:`RUN_NAMES`: arm -> the runs (or a run's derived variant) that give it, first present wins.
 * :data:`CONTRASTS`: ``{id, kind, a, b, question, label}``. ``kind="within"``: ``a``/``b`` are
   column filters on the variants of ONE run (same float members), paired on the run folder, and
   evaluated separately for every run configuration (batch-point name) that has both (never pooled
@@ -42,11 +42,24 @@ METRIC_NAMES = {"f1": "F1", "object_dice": "object Dice",
                 "object_hausdorff": "object Hausdorff (original-resolution pixels)"}
 SPLIT_NAMES = {"test_a": "Test A", "test_b": "Test B", "train": "training images", "val": "validation"}
 
-#: arm -> batch-point name in the params file (the integrator keeps params/*.yaml in step with this)
-RUN_NAMES = {"sa": "sa-float", "qsa7": "qsa7-float", "qsa5": "qsa5-float", "sa_ntq7": "sa-ntq7",
-             "sa_ntq5": "sa-ntq5", "qsa_ntq7": "qsa7-ntq7", "qsa_ntq5": "qsa5-ntq5", "random": "random-float",
-             "uncertainty": "uncertainty-float", "full": "full-float"}
-ARM_LABELS = {"sa": "SA", "qsa7": "QSA-7", "qsa5": "QSA-5", "sa_ntq7": "SA+NTQ-7", "sa_ntq5": "SA+NTQ-5",
+#: arm -> where its result lives, candidates in order (the first present in a study is used): a
+#: batch-point name (params file ``batch.runs[].name``: that run's main result) or ``(name, variant)``
+#: (a variant derived from that run's float members, e.g. float SA as the ``float`` variant of the
+#: ``sa-ntq5`` run, which the standard profile runs instead of a separate ``sa-float`` run)
+RUN_NAMES: dict[str, list[str | tuple[str, str]]] = {
+    "sa": ["sa-float", ("sa-ntq5", "float"), ("sa-ntq7", "float")],
+    "sa_control": [("sa-ntq5", "float_control")],
+    "qsa7": ["qsa7-float", ("qsa7-ntq7", "float")],
+    "qsa5": ["qsa5-float", ("qsa5-ntq5", "float")],
+    "sa_ntq7": ["sa-ntq7", ("sa-float", "ntq7")],
+    "sa_ntq5": ["sa-ntq5", ("sa-float", "ntq5")],
+    "qsa_ntq7": ["qsa7-ntq7", ("qsa7-float", "ntq7")],
+    "qsa_ntq5": ["qsa5-ntq5", ("qsa5-float", "ntq5")],
+    "random": ["random-float", ("random-ntq5", "float")],
+    "uncertainty": ["uncertainty-float", ("uncertainty-ntq5", "float")],
+    "full": ["full-float", ("full-ntq5", "float")],
+}
+ARM_LABELS = {"sa": "SA", "sa_control": "SA (float, step-matched to NTQ-5)", "qsa7": "QSA-7", "qsa5": "QSA-5", "sa_ntq7": "SA+NTQ-7", "sa_ntq5": "SA+NTQ-5",
               "qsa_ntq7": "QSA+NTQ-7", "qsa_ntq5": "QSA+NTQ-5", "random": "random selection",
               "uncertainty": "uncertainty-only selection", "full": "full training set"}
 
@@ -78,6 +91,8 @@ CONTRASTS: list[dict[str, Any]] = [
     _between("sa_ntq_vs_sa", "sa_ntq5", "sa", "Does NTQ-5 on SA's selection beat float SA?"),
     _between("sa_ntq7_vs_sa", "sa_ntq7", "sa", "Does NTQ-7 on SA's selection beat float SA?"),
     _between("qsa_ntq_vs_sa", "qsa_ntq5", "sa", "Does QSA+NTQ at 5 bits beat float SA (the paper's claim)?"),
+    _between("qsa_ntq_vs_sa_control", "qsa_ntq5", "sa_control",
+             "Does QSA+NTQ-5 beat float SA given the same number of training steps?"),
     _between("qsa7_ntq7_vs_sa", "qsa_ntq7", "sa", "Does QSA+NTQ at 7 bits beat float SA?"),
     _between("suggestive_vs_random", "sa", "random", "Does suggestive selection beat random selection?"),
     _between("suggestive_vs_uncertainty", "sa", "uncertainty",
@@ -187,15 +202,40 @@ def _within_pairs(df: pd.DataFrame, c: dict[str, Any], split: str, metric: str) 
     return out
 
 
+def arm_rows(df: pd.DataFrame, arm: str, run_names: dict[str, list] = RUN_NAMES) -> tuple[pd.DataFrame, str | None]:
+    """The tidy rows of ``arm`` (one variant per run folder) from its first candidate present in
+    ``df`` (:data:`RUN_NAMES`), and the run name used (None when no candidate is present).
+
+    >>> df = pd.DataFrame([dict(name="sa-ntq5", variant=v, main=v == "ntq") for v in ("ntq", "float")])
+    >>> rows, name = arm_rows(df, "sa")
+    >>> name, rows.variant.tolist()
+    ('sa-ntq5', ['float'])
+    """
+    cands = run_names.get(arm, [])
+    for cand in [cands] if isinstance(cands, (str, tuple)) else cands:
+        name, variant = (cand, None) if isinstance(cand, str) else cand
+        rows = df[df.name == name] if len(df) else df
+        rows = rows[rows["main"]] if variant is None else rows[rows.variant == variant]
+        if len(rows):
+            return rows, name
+    return df.iloc[0:0], None
+
+
+def _describe(arm: str, run_names: dict[str, list]) -> str:
+    cands = run_names.get(arm, [])
+    cands = [c if isinstance(c, str) else f"{c[0]}:{c[1]}" for c in ([cands] if isinstance(cands, (str, tuple))
+                                                                      else cands)]
+    return f"no finished run gives {ARM_LABELS[arm]} (looked for {', '.join(cands) or 'nothing'})"
+
+
 def _between_pairs(df: pd.DataFrame, c: dict[str, Any], split: str, metric: str,
-                   run_names: dict[str, str]) -> tuple[dict[int, float], str | None]:
+                   run_names: dict[str, list]) -> tuple[dict[int, float], str | None]:
     """({seed: a - b}, None) or ({}, why missing)."""
-    main = df[df["main"] & (df.split == split)]
     arms = {}
     for side in ("a", "b"):
-        rows = main[main.name == run_names[c[side]]]
+        rows, _ = arm_rows(df[df.split == split], c[side], run_names)
         if rows.empty:
-            return {}, f"no finished run named {run_names[c[side]]!r} ({ARM_LABELS[c[side]]})"
+            return {}, _describe(c[side], run_names)
         arms[side] = rows.groupby("seed")[metric].mean()
     seeds = sorted(set(arms["a"].index) & set(arms["b"].index))
     if not seeds:
@@ -210,7 +250,7 @@ def _bits(df: pd.DataFrame, name: str | None) -> str:
 
 def evaluate(df: pd.DataFrame, *, metrics: Sequence[str] = ("f1", "object_dice", "object_hausdorff"),
              splits: Sequence[str] = ("test_a", "test_b"), contrasts: Sequence[dict] = tuple(CONTRASTS),
-             run_names: dict[str, str] = RUN_NAMES) -> list[dict[str, Any]]:
+             run_names: dict[str, list] = RUN_NAMES) -> list[dict[str, Any]]:
     """Every contrast per split and metric: ``{id, kind, run, question, label, split, metric, seeds,
     values, diff, low, high, sd, mde, n, verdict, seeds_for_mde_0.01, missing}`` in the order of
     ``contrasts`` then split then metric (within contrasts: one entry per run configuration).

@@ -47,6 +47,7 @@ PAPER_FORM = (
     ("QSA+NTQ-7", "qsa_ntq7", None, None),
     ("QSA+NTQ-5 (paper: 5 FCNs)", "qsa_ntq5", None, "QSA + NTQ 5 FCNs"),
     ("fixed-point (uniform), 5 bits", "qsa_ntq5", "uniform", None),
+    ("SA (float), step-matched to NTQ-5", "sa_control", None, None),
     ("random selection (baseline)", "random", None, None),
     ("uncertainty-only selection (baseline)", "uncertainty", None, None),
 )
@@ -125,7 +126,7 @@ def _arm_cells(rows: pd.DataFrame) -> dict[str, Any]:
                 file_bytes=float(fb.mean()) if len(fb) else None)
 
 
-def paper_table(df: pd.DataFrame, run_names: dict[str, str] = contrasts.RUN_NAMES) -> list[dict[str, Any]]:
+def paper_table(df: pd.DataFrame, run_names: dict[str, list] = contrasts.RUN_NAMES) -> list[dict[str, Any]]:
     """The paper-form table (:data:`PAPER_FORM`): per row the paper's reported values (or None) and
     this study's arm: run name, variant, seeds ``n``, per ``<metric>_<A|B>`` the per-seed values,
     mean and clipped interval, conv-weight and whole-file bytes of one network and their ratios
@@ -136,9 +137,10 @@ def paper_table(df: pd.DataFrame, run_names: dict[str, str] = contrasts.RUN_NAME
         paper = next((p for p in PAPER_ROWS if paper_key and p["method"].startswith(paper_key)), None)
         row = dict(method=method, arm=arm, run=None, variant=variant, n=0, cells={}, paper=paper,
                    weight_bytes=None, file_bytes=None, weight_ratio=None, file_ratio=None)
-        name = run_names.get(arm) if arm else None
-        sel = df[df.name == name] if name is not None and len(df) else df.iloc[0:0]
-        rows = sel[sel["main"]] if variant is None else sel[sel.variant == variant]
+        rows, name = contrasts.arm_rows(df, arm, run_names) if arm and len(df) else (df.iloc[0:0], None)
+        sel = df[df.name == name] if name is not None else df.iloc[0:0]
+        if variant is not None and name is not None:
+            rows = sel[sel.variant == variant]
         if len(rows):
             row.update(run=name, variant=rows.variant.iloc[0], **_arm_cells(rows))
             ref = sel[sel.variant == "float"]
@@ -168,24 +170,60 @@ def regime(df: pd.DataFrame) -> dict[str, Any]:
     return {**top, **gaps, "n_runs": int(fl.run_dir.nunique()) if len(fl) else 0, "by_run": by_run}
 
 
+def _suggestions(study_dir: str | os.PathLike) -> list[tuple[str, int | None, dict[str, Any]]]:
+    """``(batch-point name, seed, suggestion.json record)`` of every run folder that has one."""
+    out = []
+    for run_dir in records.run_dirs(study_dir):
+        path = Path(run_dir) / "suggestion.json"
+        if path.is_file():
+            point = runs.done_point(run_dir) or {}
+            out.append((point.get("name", Path(run_dir).name), point.get("seed"),
+                        read_json(path, "suggestion record (written by notebook 03-suggestion)")))
+    return out
+
+
+def overlap(suggestions: Sequence[tuple[str, int | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """How much the annotated sets of two selection arms share (issue 10: a treatment diluted by a
+    common initial set is not a treatment): per pair of run configurations, over the seeds both
+    ran, the mean number of shared images, the mean set size and the mean shared share
+    (``shared / size``; 1 = the same images).
+
+    >>> sug = [("sa", 0, {"annotated": ["a", "b", "c"]}), ("random", 0, {"annotated": ["a", "d", "e"]})]
+    >>> overlap(sug)  # doctest: +NORMALIZE_WHITESPACE
+    [{'a': 'random', 'b': 'sa', 'n_seeds': 1, 'shared': 1.0, 'size': 3.0, 'shared_share': 0.3333333333333333}]
+    """
+    sets: dict[str, dict[Any, set]] = {}
+    for name, seed, rec in suggestions:
+        if seed is not None and rec.get("annotated"):
+            sets.setdefault(name, {})[seed] = set(rec["annotated"])
+    out = []
+    names = sorted(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            seeds = sorted(set(sets[a]) & set(sets[b]), key=str)
+            if not seeds:
+                continue
+            shared = [len(sets[a][s] & sets[b][s]) for s in seeds]
+            size = [(len(sets[a][s]) + len(sets[b][s])) / 2 for s in seeds]
+            out.append(dict(a=a, b=b, n_seeds=len(seeds), shared=float(np.mean(shared)), size=float(np.mean(size)),
+                            shared_share=float(np.mean([x / y for x, y in zip(shared, size)]))))
+    return out
+
+
 def selection(study_dir: str | os.PathLike) -> dict[str, Any]:
     """``coverage_z_vs_random``: mean over suggestion stages and seeds of the picked set's coverage
     z-score against random subsets of the same candidates (``coverage_z`` of each entry of
-    ``suggestion.json``'s ``rounds`` or ``stages``); None when no run recorded it."""
+    ``suggestion.json``'s ``rounds`` or ``stages``; None when no run recorded it), per run
+    configuration (``by_run``), and the annotated sets' :func:`overlap` between arms."""
     zs, by_run = [], {}
-    for run_dir in records.run_dirs(study_dir):
-        path = Path(run_dir) / "suggestion.json"
-        if not path.is_file():
-            continue
-        rec = read_json(path, "suggestion record (written by notebook 03-suggestion)")
+    sugg = _suggestions(study_dir)
+    for name, _, rec in sugg:
         z = [st["coverage_z"] for st in rec.get("rounds", rec.get("stages", []))
              if st.get("coverage_z") is not None and np.isfinite(st["coverage_z"])]
-        if z:
-            name = (runs.done_point(run_dir) or {}).get("name", Path(run_dir).name)
-            by_run.setdefault(name, []).extend(z)
-            zs.extend(z)
+        by_run.setdefault(name, []).extend(z)
+        zs.extend(z)
     return {"coverage_z_vs_random": float(np.mean(zs)) if zs else None, "n_values": len(zs),
-            "by_run": {k: float(np.mean(v)) for k, v in by_run.items()}}
+            "by_run": {k: float(np.mean(v)) for k, v in by_run.items() if v}, "overlap": overlap(sugg)}
 
 
 def efficiency_curve(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -121,6 +121,24 @@ def test_between_contrasts_pair_on_shared_seeds_and_record_missing_arms(tidy):
     assert _get(renamed, "qsa_vs_sa")[0]["values"] == pytest.approx([0.09, 0.09, 0.09])
 
 
+def test_an_arm_can_be_a_variant_derived_in_another_run(tidy):
+    """The standard profile gives float SA as the float variant of its sa-ntq5 run, and its
+    step-matched control as that run's float_control: between contrasts then pair within runs."""
+    rows = []
+    for s in range(3):
+        rows += _rows("sa-ntq5", s, {"ntq": ("inq", 0.80 + s / 100, 20.0), "float": ("float", 0.78, 21.0),
+                                    "float_control": ("float", 0.79, 20.5)})
+        rows += _rows("qsa5-ntq5", s, {"ntq": ("inq", 0.83, 20.0), "float": ("float", 0.81, 20.0)})
+    out = C.evaluate(pd.DataFrame(rows), splits=("test_a",))
+    assert _get(out, "sa_ntq_vs_sa")[0]["values"] == pytest.approx([0.02, 0.03, 0.04])
+    assert _get(out, "qsa_vs_sa")[0]["values"] == pytest.approx([0.03, 0.03, 0.03])
+    assert _get(out, "qsa_ntq_vs_sa_control")[0]["values"] == pytest.approx([0.04, 0.04, 0.04])
+    assert "sa-float" in _get(out, "suggestive_vs_random")[0]["missing"] or \
+        _get(out, "suggestive_vs_random")[0]["verdict"] == "missing"
+    both = pd.concat([pd.DataFrame(rows), tidy])  # a separate sa-float run, listed first, wins
+    assert C.arm_rows(both, "sa")[1] == "sa-float"
+
+
 def test_evaluate_refuses_ambiguous_arms_and_missing_columns(tidy):
     dup = pd.concat([tidy, tidy[(tidy.name == "qsa5-ntq5") & (tidy.variant == "ntq")].assign(variant="inq")])
     with pytest.raises(ValueError, match="inq_vs_uniform: arm a"):

@@ -106,7 +106,9 @@ def test_paper_table_lists_every_paper_row_with_our_arms(study):
     assert q["cells"]["f1_A"]["values"] == pytest.approx([0.78, 0.79, 0.80])
     assert q["weight_ratio"] == pytest.approx(6.4) and q["file_ratio"] == pytest.approx(3.0)
     assert table["fixed-point (uniform), 5 bits"]["variant"] == "uniform"
-    assert table["QSA-5"]["run"] is None and table["QSA-5"]["paper"] is None
+    qsa = table["QSA-5"]  # float SA on QSA-5's selection: the float variant of the qsa5-ntq5 run
+    assert qsa["run"] == "qsa5-ntq5" and qsa["variant"] == "float" and qsa["paper"] is None
+    assert table["uncertainty-only selection (baseline)"]["run"] is None
 
 
 def test_regime_of_the_float_networks(study):
@@ -142,7 +144,8 @@ def test_summary_json_contract(study):
     c = next(c for c in s["contrasts"] if c["id"] == "ntq_vs_float_control" and c["split"] == "test_a"
              and c["metric"] == "f1")
     assert c["values"] == pytest.approx([-0.03, -0.025, -0.02]) and c["verdict"] == "b better" and c["n"] == 3
-    assert next(c for c in s["contrasts"] if c["id"] == "qsa_vs_sa")["verdict"] == "missing"
+    assert next(c for c in s["contrasts"] if c["id"] == "qsa_vs_sa")["n"] == 3  # qsa5-ntq5's float variant
+    assert next(c for c in s["contrasts"] if c["id"] == "suggestive_vs_uncertainty")["verdict"] == "missing"
     first = s["runs"][0]
     assert first["run"]["name"] == "qsa5-ntq5" and first["test_a"]["f1"] == pytest.approx(0.78)
     assert (study / "index.html").is_file()
@@ -227,3 +230,13 @@ def test_summary_efficiency_collects_every_run_s_points_and_the_curve_averages_s
     page = (study / "index.html").read_text()
     assert "<h2>Annotation efficiency</h2>" in page and "budgets: 10%, 30%, 50%, 100% of the pool; 3 seeds" in page
     assert "notebook 05 did not draw it" in page
+
+
+def test_overlap_of_annotated_sets_pairs_arms_on_shared_seeds():
+    sug = [("sa", 0, {"annotated": list("abcd")}), ("sa", 1, {"annotated": list("abcd")}),
+           ("random", 0, {"annotated": list("abxy")}), ("random", 1, {"annotated": list("wxyz")}),
+           ("qsa", 2, {"annotated": list("abcd")}), ("noseed", None, {"annotated": list("abcd")})]
+    rows = {(r["a"], r["b"]): r for r in report.overlap(sug)}
+    assert set(rows) == {("random", "sa")}  # qsa shares no seed; a run without a seed is not paired
+    r = rows[("random", "sa")]
+    assert r["n_seeds"] == 2 and r["shared"] == 1.0 and r["size"] == 4.0 and r["shared_share"] == 0.25
