@@ -191,6 +191,10 @@ def _context_html(summary: dict[str, Any]) -> str:
     out.append("Selection: coverage of the picked sets against random subsets of the same candidates, z = "
                f"{z:+.2f} (mean over stages and seeds)." if z is not None else
                "Selection: no coverage z-score recorded by these runs.")
+    for o in sel.get("overlap") or []:
+        out.append(f"Annotated sets of {o['a']} and {o['b']} share {o['shared']:.1f} of {o['size']:.1f} images "
+                   f"({100 * o['shared_share']:.0f}%, mean over {o['n_seeds']} seeds; the random initial set is "
+                   "shared by design).")
     if data.get("label_source"):
         out.append(f"Instance labels: {data['label_source']}; working scale {data.get('scale')}.")
     return "<p>" + "<br>".join(_e(x) for x in out) + "</p>"

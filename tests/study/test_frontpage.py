@@ -104,3 +104,15 @@ def test_front_page_of_the_committed_fast_records(tmp_path):
     assert len(INTERVAL.findall(ntq)) == 2 and "[qsa5-ntq5]" in ntq and "n = 2" in ntq
     for q, block in blocks.items():
         assert INTERVAL.search(block) or "Not run in this study" in block, q
+
+
+def test_regime_and_selection_section_reports_overlap_between_arms(tmp_path):
+    study = make_study(tmp_path)
+    for run, names in (("sa-float-s0", ["a", "b", "c", "d"]), ("random-float-s0", ["a", "b", "x", "y"])):
+        atomic_write_json(study / "runs" / run / "suggestion.json", {"annotated": names, "stages": []})
+    page, summary = _page(study)
+    section = page.split("<h2>Regime and selection</h2>")[1].split("<h2>")[0]
+    assert summary["selection"]["overlap"] == [dict(a="random-float", b="sa-float", n_seeds=1, shared=2.0, size=4.0,
+                                                    shared_share=0.5)]
+    assert "Annotated sets of random-float and sa-float share 2.0 of 4.0 images (50%, mean over 1 seeds" in section
+    assert "train − Test A gap" in section
