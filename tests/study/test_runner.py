@@ -44,6 +44,9 @@ def test_study_runs_every_point_and_writes_the_report(smoke_study):
     for nb in ["01-data.html", "05-ablations.html"]:
         assert nb in index and (out / nb).is_file()
     assert (out / "ablations.json").is_file() and list((out / "figures").glob("*.png"))
+    captions = json.loads((out / "figure_captions.json").read_text())
+    assert (out / "figures" / "training_curves.png").is_file() and "±1 standard deviation" in captions[
+        "training_curves.png"]
 
 
 def test_every_run_records_provenance_and_artifacts(smoke_study):
