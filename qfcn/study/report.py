@@ -27,7 +27,7 @@ import pandas as pd
 
 from qfcn.io import atomic_write_bytes, atomic_write_json, code_version, read_json
 from qfcn.score import PAPER_ROWS
-from qfcn.study import contrasts, frontpage, records, runs
+from qfcn.study import contrasts, efficiency, frontpage, records, runs
 
 TESTS = records.TESTS
 SPLIT_NAMES = contrasts.SPLIT_NAMES
@@ -261,8 +261,8 @@ def summary(study_dir: str | os.PathLike) -> dict[str, Any]:
     """The content of ``summary.json``: every run's main scores (``runs``), the paired
     ``contrasts`` (:func:`qfcn.study.contrasts.evaluate`, F1, object Dice and object Hausdorff),
     the ``paper_table``, the float networks' ``regime``, the ``selection`` coverage z-score,
-    ``efficiency`` (every run's annotation-efficiency points, :func:`qfcn.study.records.efficiency_rows`;
-    empty when no run drew the curve), the manifest's ``label_source`` and
+    ``efficiency`` (every annotation-efficiency point: trained, the run's own and shared ones,
+    :func:`qfcn.study.efficiency.study_rows`; empty when no run drew the curve), the manifest's ``label_source`` and
     ``scale`` when recorded, and the code version."""
     recs = load_run_metrics(study_dir)
     runs_out = [{"run": rec["run"], "run_dir": Path(rec["run_dir"]).name, **records.main_scores(rec),
@@ -272,7 +272,7 @@ def summary(study_dir: str | os.PathLike) -> dict[str, Any]:
     return {"runs": runs_out, "code_version": code_version(), "contrasts": contrasts.evaluate(df),
             "paper_table": paper_table(df), "paper_source": PAPER_SOURCE, "regime": regime(df),
             "selection": selection(study_dir),
-            "efficiency": [row for rec in recs for row in records.efficiency_rows(rec)],
+            "efficiency": efficiency.study_rows(recs),
             "data": {k: manifest.get(k) for k in ("label_source", "scale", "hash")}}
 
 
