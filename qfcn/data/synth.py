@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from qfcn.data.synth_artefacts import decoys
 from qfcn.data.synth_epithelium import epithelial_nuclei, gland_interior
@@ -61,7 +62,7 @@ from qfcn.data.synth_shapes import count_touching_pairs
 from qfcn.data.synth_stain import optical_densities, stain_to_rgb
 from qfcn.data.synth_stroma import stroma
 
-GENERATOR_VERSION = "2.0"
+GENERATOR_VERSION = "3.0"  # 3.0: fragment cuts 6-22 px wide and nuclei kept inside their gland (visible cuts)
 
 #: (file prefix, split id used in the seed, GlaS-like benign fraction)
 SPLITS: tuple[tuple[str, int, float], ...] = (("train", 0, 0.45), ("testA", 1, 0.55), ("testB", 2, 0.20))
@@ -101,6 +102,7 @@ def render_layers(rng: np.random.Generator, difficulty: float, height: int, widt
     inner.restrict(fg)
     contents = lumen_contents(rng, instances, inner.lumen, d, mal, scale)
     nuc, goblet = epithelial_nuclei(rng, inner, instances, d, mal, scale)
+    nuc *= ndimage.gaussian_filter(fg.astype(np.float32), max(0.5, scale))  # nuclei stay in their gland
     fibres, fine, snuc = stroma(rng, fg, d, scale)
     dec = decoys(rng, fg, len(glands), d, scale)
     tissue = dict(inst=instances, sep=inner.sep, lumen=inner.lumen, fibres=fibres, wobble=inner.wobble,

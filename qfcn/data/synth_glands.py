@@ -118,14 +118,16 @@ def place_glands(rng: np.random.Generator, shape: tuple[int, int], d: float, mal
 
 # --------------------------------------------------------------------------- fragmentation
 def _cut_gland(rng: np.random.Generator, mask: np.ndarray, d: float, scale: float) -> np.ndarray:
-    """(h, w) bool stroma bands (1-2 random curves, >= 3 px wide) through the gland ``mask``."""
+    """(h, w) bool stroma bands (1-2 random curves, 6-22 px wide at scale 1) through the gland
+    ``mask``: wide enough that the gap stays visible at half resolution, as the stroma between
+    fragments of a real malignant gland does (narrower cuts were hidden under the nuclei)."""
     r_eff = math.sqrt(mask.sum() / math.pi)
     band = np.zeros(mask.shape, bool)
     ys, xs = np.nonzero(mask)
     for _ in range(1 + int(rng.random() < 0.5 * d)):
         i = int(rng.integers(ys.size))
         dist = curve_distance(rng, (0, mask.shape[0], 0, mask.shape[1]), ys[i], xs[i], 3.0 * r_eff, 0.04)
-        band |= dist <= max(1.5, scale * rng.uniform(2.0, 4.0 + 6.0 * d))
+        band |= dist <= max(2.0, scale * rng.uniform(3.0, 5.0 + 6.0 * d))
     return band
 
 
