@@ -59,7 +59,8 @@ RUN_NAMES: dict[str, list[str | tuple[str, str]]] = {
     "uncertainty": ["uncertainty-float", ("uncertainty-ntq5", "float")],
     "full": ["full-float", ("full-ntq5", "float")],
 }
-ARM_LABELS = {"sa": "SA", "sa_control": "SA (float, step-matched to NTQ-5)", "qsa7": "QSA-7", "qsa5": "QSA-5", "sa_ntq7": "SA+NTQ-7", "sa_ntq5": "SA+NTQ-5",
+ARM_LABELS = {"sa": "SA", "sa_control": "SA (float, step-matched to NTQ-5)", "qsa7": "QSA-7", "qsa5": "QSA-5",
+              "sa_ntq7": "SA+NTQ-7", "sa_ntq5": "SA+NTQ-5",
               "qsa_ntq7": "QSA+NTQ-7", "qsa_ntq5": "QSA+NTQ-5", "random": "random selection",
               "uncertainty": "uncertainty-only selection", "full": "full training set"}
 
@@ -211,8 +212,7 @@ def arm_rows(df: pd.DataFrame, arm: str, run_names: dict[str, list] = RUN_NAMES)
     >>> name, rows.variant.tolist()
     ('sa-ntq5', ['float'])
     """
-    cands = run_names.get(arm, [])
-    for cand in [cands] if isinstance(cands, (str, tuple)) else cands:
+    for cand in _candidates(arm, run_names):
         name, variant = (cand, None) if isinstance(cand, str) else cand
         rows = df[df.name == name] if len(df) else df
         rows = rows[rows["main"]] if variant is None else rows[rows.variant == variant]
@@ -221,10 +221,14 @@ def arm_rows(df: pd.DataFrame, arm: str, run_names: dict[str, list] = RUN_NAMES)
     return df.iloc[0:0], None
 
 
-def _describe(arm: str, run_names: dict[str, list]) -> str:
+def _candidates(arm: str, run_names: dict[str, list]) -> list[str | tuple[str, str]]:
+    """The arm's candidates as a list (a single name or (name, variant) is accepted too)."""
     cands = run_names.get(arm, [])
-    cands = [c if isinstance(c, str) else f"{c[0]}:{c[1]}" for c in ([cands] if isinstance(cands, (str, tuple))
-                                                                      else cands)]
+    return [cands] if isinstance(cands, (str, tuple)) else list(cands)
+
+
+def _describe(arm: str, run_names: dict[str, list]) -> str:
+    cands = [c if isinstance(c, str) else f"{c[0]}:{c[1]}" for c in _candidates(arm, run_names)]
     return f"no finished run gives {ARM_LABELS[arm]} (looked for {', '.join(cands) or 'nothing'})"
 
 
