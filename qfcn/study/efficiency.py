@@ -28,16 +28,11 @@ points keep ``source="trained"``. Rows: :func:`qfcn.study.records.efficiency_row
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from qfcn.io import read_json
 from qfcn.study import records
-
-KEYS = ("selection", "quantized", "budget", "n_images", "n_pool", "seed")
-
+from qfcn.study.runs import read_suggestion
 
 def own_points(record: Mapping[str, Any], n_annotated: int) -> list[dict[str, Any]]:
     """The run's own scores as efficiency points at ``n_annotated / n_pool`` (float, and NTQ when
@@ -60,11 +55,9 @@ def own_points(record: Mapping[str, Any], n_annotated: int) -> list[dict[str, An
     return out
 
 
-def _stage0(run_dir: str | os.PathLike) -> list[str] | None:
-    path = Path(run_dir) / "suggestion.json"
-    if not path.is_file():
-        return None
-    stages = read_json(path, "suggestion record (written by notebook 03-suggestion)").get("stages") or []
+def _stage0(suggestion: Mapping[str, Any] | None) -> list[str] | None:
+    """The initial random set (stage 0's picks) of a suggestion record; None without one."""
+    stages = (suggestion or {}).get("stages") or []
     return list(stages[0].get("picked", [])) if stages else None
 
 
@@ -98,10 +91,10 @@ def study_rows(records_: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         trained = [{**r, "source": "trained"} for r in records.efficiency_rows(rec)]
         if not trained:
             continue
-        sugg = Path(rec["run_dir"]) / "suggestion.json"
-        n_annotated = len(read_json(sugg, "suggestion record").get("annotated", [])) if sugg.is_file() else None
+        sugg = read_suggestion(rec["run_dir"])
+        n_annotated = len(sugg.get("annotated", [])) if sugg else 0
         own = own_points(rec, n_annotated) if n_annotated else []
         runs.append(dict(name=rec["run"].get("name"), seed=rec["run"].get("seed"), selection=trained[0]["selection"],
-                         qsa_bits=rec["run"].get("qsa_bits"), stage0=_stage0(rec["run_dir"]), rows=trained + own))
+                         qsa_bits=rec["run"].get("qsa_bits"), stage0=_stage0(sugg), rows=trained + own))
     shared = shared_points(runs)
     return [r for run in runs for r in run["rows"]] + shared

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qfcn.io import atomic_write_bytes, atomic_write_json, code_version, read_json
+from qfcn.io import atomic_write_bytes, atomic_write_json, code_version
 from qfcn.score import PAPER_ROWS
 from qfcn.study import contrasts, efficiency, frontpage, records, runs
 
@@ -174,11 +174,10 @@ def _suggestions(study_dir: str | os.PathLike) -> list[tuple[str, int | None, di
     """``(batch-point name, seed, suggestion.json record)`` of every run folder that has one."""
     out = []
     for run_dir in records.run_dirs(study_dir):
-        path = Path(run_dir) / "suggestion.json"
-        if path.is_file():
+        rec = runs.read_suggestion(run_dir)
+        if rec is not None:
             point = runs.done_point(run_dir) or {}
-            out.append((point.get("name", Path(run_dir).name), point.get("seed"),
-                        read_json(path, "suggestion record (written by notebook 03-suggestion)")))
+            out.append((point.get("name", Path(run_dir).name), point.get("seed"), rec))
     return out
 
 

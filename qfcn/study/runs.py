@@ -121,6 +121,12 @@ def resolve(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
+def read_suggestion(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's ``suggestion.json`` (written by notebook 03-suggestion); None when it has none."""
+    path = Path(run_dir) / "suggestion.json"
+    return read_json(path, "suggestion record (written by notebook 03-suggestion)") if path.is_file() else None
+
+
 def done_point(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The batch point recorded in ``run_dir/done.json`` ({} when it has none); None when the
     runner did not finish the folder (a run made in JupyterLab, or a failed one)."""
