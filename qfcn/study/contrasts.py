@@ -55,13 +55,16 @@ RUN_NAMES: dict[str, list[str | tuple[str, str]]] = {
     "sa_ntq5": ["sa-ntq5", ("sa-float", "ntq5")],
     "qsa_ntq7": ["qsa7-ntq7", ("qsa7-float", "ntq7")],
     "qsa_ntq5": ["qsa5-ntq5", ("qsa5-float", "ntq5")],
+    # fixed-point NTQ: the uniform variant of the QSA+NTQ-5 run, else of the SA+NTQ-5 run (the
+    # standard profile derives it there, beside NTQ, from the same float members)
+    "fixed5": [("qsa5-ntq5", "uniform"), ("sa-ntq5", "uniform")],
     "random": ["random-float", ("random-ntq5", "float")],
     "uncertainty": ["uncertainty-float", ("uncertainty-ntq5", "float")],
     "full": ["full-float", ("full-ntq5", "float")],
 }
 ARM_LABELS = {"sa": "SA", "sa_control": "SA (float, step-matched to NTQ-5)", "qsa7": "QSA-7", "qsa5": "QSA-5",
               "sa_ntq7": "SA+NTQ-7", "sa_ntq5": "SA+NTQ-5",
-              "qsa_ntq7": "QSA+NTQ-7", "qsa_ntq5": "QSA+NTQ-5", "random": "random selection",
+              "qsa_ntq7": "QSA+NTQ-7", "qsa_ntq5": "QSA+NTQ-5", "fixed5": "fixed-point (uniform) NTQ-5", "random": "random selection",
               "uncertainty": "uncertainty-only selection", "full": "full training set"}
 
 

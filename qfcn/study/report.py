@@ -46,7 +46,7 @@ PAPER_FORM = (
     ("SA+NTQ-5", "sa_ntq5", None, None),
     ("QSA+NTQ-7", "qsa_ntq7", None, None),
     ("QSA+NTQ-5 (paper: 5 FCNs)", "qsa_ntq5", None, "QSA + NTQ 5 FCNs"),
-    ("fixed-point (uniform), 5 bits", "qsa_ntq5", "uniform", None),
+    ("fixed-point (uniform), 5 bits", "fixed5", None, None),
     ("SA (float), step-matched to NTQ-5", "sa_control", None, None),
     ("random selection (baseline)", "random", None, None),
     ("uncertainty-only selection (baseline)", "uncertainty", None, None),

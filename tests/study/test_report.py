@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from qfcn.io import ROOT, atomic_write_json
@@ -109,6 +110,17 @@ def test_paper_table_lists_every_paper_row_with_our_arms(study):
     qsa = table["QSA-5"]  # float SA on QSA-5's selection: the float variant of the qsa5-ntq5 run
     assert qsa["run"] == "qsa5-ntq5" and qsa["variant"] == "float" and qsa["paper"] is None
     assert table["uncertainty-only selection (baseline)"]["run"] is None
+
+
+def test_fixed_point_row_from_the_sa_run_when_the_qsa_run_has_no_uniform_variant():
+    # the standard profile's layout: uniform-5 is derived in sa-ntq5 only
+    rows = [dict(name=name, seed=0, split=split, variant=v, main=v == "ntq", f1=0.7, object_dice=0.8,
+                 object_hausdorff=50.0, weight_bytes=100.0 if v == "float" else 20.0, file_bytes=None)
+            for name, variants in (("sa-ntq5", ("float", "ntq", "uniform")), ("qsa5-ntq5", ("float", "ntq")))
+            for v in variants for split in ("test_a", "test_b")]
+    table = {r["method"]: r for r in report.paper_table(pd.DataFrame(rows))}
+    fixed = table["fixed-point (uniform), 5 bits"]
+    assert (fixed["run"], fixed["variant"], fixed["n"], fixed["weight_ratio"]) == ("sa-ntq5", "uniform", 1, 5.0)
 
 
 def test_regime_of_the_float_networks(study):
