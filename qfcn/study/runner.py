@@ -40,6 +40,8 @@ from qfcn.study import cluster, folder, runs
 from qfcn.study import params as P
 
 KERNEL = "python3"
+#: the executed kernels' log level (see :func:`kernel_config`)
+KERNEL_LOG = "--IPKernelApp.log_level=CRITICAL"
 DONE = ("done", "skipped (done)")
 
 
@@ -68,15 +70,23 @@ def kernel_config() -> Iterator[Config]:
     warning. The socket prefix is an ABSOLUTE path (the default ``kernel-ipc`` is relative to
     the kernel's working directory, the run folder). Windows has no ipc transport: tcp as before.
 
+    The kernel's own log is set to CRITICAL: jupyter_client interrupts (SIGINT) every kernel
+    before asking it to shut down, and a kernel caught handling a message then logs "KeyboardInterrupt
+    caught in kernel." to the terminal, at random, after a notebook that ran to its end. A cell's
+    error is unaffected: it is in the executed notebook and fails the execution.
+
     >>> with kernel_config() as cfg:
     ...     cfg.KernelManager.transport == ("tcp" if os.name == "nt" else "ipc")
     True
+    >>> "--IPKernelApp.log_level=CRITICAL" in cfg.NotebookClient.extra_arguments
+    True
     """
+    quiet = {"NotebookClient": {"extra_arguments": [KERNEL_LOG]}}
     if os.name == "nt":
-        yield Config()
+        yield Config(quiet)
         return
     with tempfile.TemporaryDirectory(prefix="qfcn-kernel-") as tmp:
-        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
+        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}, **quiet})
 
 
 def _execute(notebook: str, out_nb: Path, parameters: dict[str, Any], *, progress: bool,

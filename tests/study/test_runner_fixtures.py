@@ -47,6 +47,7 @@ def test_run_point_runs_the_chain_then_skips_it(tmp_path, study):
     assert first["status"] == "done" and first["run_dir"] == str(study / "runs" / name) and name.startswith("a-b-s3-")
     run = Path(first["run_dir"])
     assert (run / "ran.txt").read_text() == "xxx"
+    assert (run / "kernel_log_level.txt").read_text() == "50"  # CRITICAL: no shutdown-interrupt noise
     assert {p.name for p in run.glob("*.ipynb")} == {P.SECTIONS[s] for s in P.CHAIN}
     assert json.loads((run / "done.json").read_text())["params_hash"] == h
     again = runner.run_point({}, point, str(study), notebooks_dir=nbs)
