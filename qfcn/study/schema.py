@@ -89,9 +89,21 @@ def build_models(defaults: dict[str, dict[str, Any]], *, chain: tuple[str, ...],
 
 
 def _path(loc: tuple) -> str:
+    """Where a value sits in a params file, on one line: a key that is empty or has characters
+    that don't print (a newline) is shown as its repr.
+
+    >>> _path(("training", "variants", 1)), _path(("",))
+    ('training.variants[1]', "''")
+    >>> print(_path(("data", "a\\nb")))
+    data.'a\\nb'
+    """
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = str(part) if str(part).isprintable() and str(part) else repr(part)
+        out += f".{name}" if out else name
     return out
 
 

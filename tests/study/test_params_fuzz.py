@@ -5,7 +5,7 @@ import math
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qfcn.study import commands
@@ -54,6 +54,8 @@ def _one_line_or_ok(path, out):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow])
 @given(obj=files)
+@example(obj={"\n": None}).via("found by this test: a key with a newline was printed raw, on two lines")
+@example(obj={"data": {"": 1}})
 def test_generated_params_files_give_one_line_or_pass(tmp_path, obj):
     path = tmp_path / "fuzz.yaml"
     try:
