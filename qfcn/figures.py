@@ -54,6 +54,20 @@ def save(fig, path: str | Path, *, dpi: int = DPI) -> None:
         display(Image(data=buf.getvalue(), format="png"))
 
 
+def mark_phases(ax, starts: Sequence[tuple[int, str]]) -> None:
+    """Dotted vertical lines at the steps where training phases start, each labelled with its
+    phases along the top of the axes: ``starts`` from :func:`qfcn.train.phase_starts`.
+
+    >>> fig, ax = plt.subplots(); mark_phases(ax, [(21, "inq_1"), (31, "inq_2")])
+    >>> [ln.get_xdata()[0] for ln in ax.lines], [t.get_text() for t in ax.texts]
+    ([21, 31], ['inq_1', 'inq_2'])
+    >>> plt.close(fig)
+    """
+    for step, phases in starts:
+        ax.axvline(step, color="0.5", linewidth=0.6, linestyle=":")
+        ax.annotate(phases, (step, 0.98), xycoords=("data", "axes fraction"), fontsize=7, rotation=90, va="top")
+
+
 def outline(image: np.ndarray, instances: np.ndarray, color=(0.0, 1.0, 0.2), thick: bool = False) -> np.ndarray:
     """Image (H, W, 3) uint8 with the boundaries of every instance of ``instances`` (H, W) drawn
     in ``color`` (RGB in [0, 1]); touching instances keep the boundary between them.

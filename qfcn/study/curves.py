@@ -20,6 +20,7 @@ Only the variants that train are read: ``float``, ``float_control`` and the NTQ 
 ...     _ = (run / "final" / variant / "member_0" / "history.json").write_text(json.dumps(hist))
 >>> [(r["variant"], r["step"], r["loss"]) for r in run_curves(run)]
 [('float', 1, 0.9), ('float', 2, 0.7), ('ntq', 3, 0.8)]
+>>> from qfcn.train import phase_starts  # where the figure marks each phase
 >>> phase_starts(run_curves(run))
 [(3, 'inq_1')]
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +69,3 @@ def study_curves(study_dir: str | os.PathLike) -> list[dict[str, Any]]:
         name, seed = point.get("name", Path(run_dir).name), point.get("seed")
         out += [{**r, "name": name, "seed": seed} for r in run_curves(run_dir)]
     return out
-
-
-def phase_starts(rows: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
-    """``(step, phases)`` where a phase of a derived variant starts (the float control's extra
-    steps, each INQ or uniform retraining phase), in step order; phases that start at the same
-    step share one entry (``"control, inq_1"``): where the figure draws its phase boundaries."""
-    starts: dict[str, int] = {}
-    for r in rows:
-        if r["variant"] != "float" and (r["phase"] not in starts or r["step"] < starts[r["phase"]]):
-            starts[r["phase"]] = r["step"]
-    by_step: dict[int, list[str]] = {}
-    for phase, step in sorted(starts.items(), key=lambda kv: (kv[1], kv[0])):
-        by_step.setdefault(step, []).append(phase)
-    return [(step, ", ".join(phases)) for step, phases in sorted(by_step.items())]

@@ -68,6 +68,7 @@ from qfcn.train.ensembles import (VARIANTS, check_extra_bits, derive_extra_bits,
                                   variant_steps)
 from qfcn.train.loop import train_model
 from qfcn.train.loss import segmentation_loss, validation_scores
+from qfcn.train.phases import phase_starts
 
 __all__ = [
     "VARIANTS",
@@ -82,6 +83,7 @@ __all__ = [
     "load_model",
     "lr_at",
     "pack_variants",
+    "phase_starts",
     "post_training_quantize",
     "recalibrate_bn",
     "scheme_bits",

@@ -4,6 +4,7 @@ import json
 
 from qfcn.io import atomic_write_json
 from qfcn.study import curves
+from qfcn.train import phase_starts
 
 
 def _hist(run, variant, member, entries):
@@ -25,13 +26,13 @@ def test_derived_variants_continue_their_own_members_steps(tmp_path):
     assert ntq == [(4, "inq_1"), (5, "inq_2")]  # member 0 had 3 float steps
     control = [r["step"] for r in rows if r["variant"] == "float_control"]
     assert control == [6]  # member 1 had 5 float steps; its validation entry is no loss step
-    assert curves.phase_starts(rows) == [(4, "inq_1"), (5, "inq_2"), (6, "control")]
+    assert phase_starts(rows) == [(4, "inq_1"), (5, "inq_2"), (6, "control")]
 
 
 def test_phases_starting_together_share_one_boundary():
     rows = [dict(variant="ntq", phase="inq_1", step=11), dict(variant="float_control", phase="control", step=11),
             dict(variant="float", phase="float", step=1), dict(variant="ntq", phase="inq_2", step=14)]
-    assert curves.phase_starts(rows) == [(11, "control, inq_1"), (14, "inq_2")]
+    assert phase_starts(rows) == [(11, "control, inq_1"), (14, "inq_2")]
 
 
 def test_study_curves_name_runs_by_their_batch_point(tmp_path):
