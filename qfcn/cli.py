@@ -88,9 +88,10 @@ def _error(command: str, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed runs or an internal error,
     2 a user error, 130 interrupted)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["test"]:  # all that follows is pytest's, options first included (argparse's
+        return subprocess.call([sys.executable, "-m", "pytest", *argv[1:]], cwd=ROOT)  # REMAINDER refuses "-q")
     args = _parser().parse_args(argv)
-    if args.command == "test":
-        return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT)
     run = commands.run_study if args.command == "study" else commands.run_sweep
     extra = dict(reference=args.reference, compare=not args.no_reference) if args.command == "study" else {}
     try:

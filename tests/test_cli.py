@@ -73,3 +73,9 @@ def test_failed_runs_give_exit_1_after_the_others_finish(tmp_path, capsys, monke
     assert code == 1 and err.startswith("qfcn sweep: error: 1 of 2 runs failed, e.g. 'bad'")
     assert [r["name"] for r in runs.read_failed(tmp_path / "o")] == ["bad"]
     assert (tmp_path / "o" / "runs").is_dir() and len(list((tmp_path / "o" / "runs").glob("good-*/done.json"))) == 1
+
+
+def test_test_command_passes_options_to_pytest():
+    # "python -m qfcn test -q ..." was refused by the parser ("unrecognized arguments: -q")
+    assert cli.main(["test", "--version"]) == 0
+    assert cli.main(["test", "-q", "--co", "tests/test_cli.py::test_test_command_passes_options_to_pytest"]) == 0
