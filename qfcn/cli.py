@@ -76,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                           "profile with a committed study); writes OUT/reproduction.json and prints one line")
     ref.add_argument("--no-reference", action="store_true", help="no reproduction check")
     common(sub.add_parser("sweep", help="the notebook chain for every point of the params file's grid"))
-    t = sub.add_parser("test", help="run the test suite (arguments are passed to pytest)")
-    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    # listed for --help only: main() hands everything after "test" to pytest before parsing
+    sub.add_parser("test", help="run the test suite (arguments are passed to pytest)")
     return p
 
 
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed runs or an internal error,
     2 a user error, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["test"]:  # all that follows is pytest's, options first included (argparse's
-        return subprocess.call([sys.executable, "-m", "pytest", *argv[1:]], cwd=ROOT)  # REMAINDER refuses "-q")
+    if argv[:1] == ["test"]:  # everything after "test" is pytest's, leading options too (argparse would refuse them)
+        return subprocess.call([sys.executable, "-m", "pytest", *argv[1:]], cwd=ROOT)
     args = _parser().parse_args(argv)
     run = commands.run_study if args.command == "study" else commands.run_sweep
     extra = dict(reference=args.reference, compare=not args.no_reference) if args.command == "study" else {}

@@ -64,7 +64,8 @@ RUN_NAMES: dict[str, list[str | tuple[str, str]]] = {
 }
 ARM_LABELS = {"sa": "SA", "sa_control": "SA (float, step-matched to NTQ-5)", "qsa7": "QSA-7", "qsa5": "QSA-5",
               "sa_ntq7": "SA+NTQ-7", "sa_ntq5": "SA+NTQ-5",
-              "qsa_ntq7": "QSA+NTQ-7", "qsa_ntq5": "QSA+NTQ-5", "fixed5": "fixed-point (uniform) NTQ-5", "random": "random selection",
+              "qsa_ntq7": "QSA+NTQ-7", "qsa_ntq5": "QSA+NTQ-5", "fixed5": "fixed-point (uniform) NTQ-5",
+              "random": "random selection",
               "uncertainty": "uncertainty-only selection", "full": "full training set"}
 
 

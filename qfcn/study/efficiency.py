@@ -34,6 +34,7 @@ from typing import Any
 from qfcn.study import records
 from qfcn.study.runs import read_suggestion
 
+
 def own_points(record: Mapping[str, Any], n_annotated: int) -> list[dict[str, Any]]:
     """The run's own scores as efficiency points at ``n_annotated / n_pool`` (float, and NTQ when
     the run's main result is quantized); [] when the run drew no curve (no pool size known) or

@@ -102,7 +102,9 @@ def _path(loc: tuple) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        name = str(part) if str(part).isprintable() and str(part) else repr(part)
+        name = str(part)
+        if not name or not name.isprintable():
+            name = repr(part)
         out += f".{name}" if out else name
     return out
 
